@@ -1,0 +1,150 @@
+import type { Vocabulary } from "../tokens/vocabulary.js";
+import { TokenKind } from "../tokens/vocabulary.js";
+import type { SparseDistribution } from "../members/distribution.js";
+
+/** The end-of-generation candidate: every member's EOG tokens map to this one empty text. */
+export const END_TEXT = "";
+
+/**
+ * How a member takes in a chosen text: `append` a token after its current tokens, or, after
+ * healing, `replace` its last token by one that extends it.
+ */
+export interface TokenPath {
+  readonly kind: "append" | "replace";
+  readonly id: number;
+}
+
+/**
+ * A member's distribution over byte continuations of the exact text (latin1 strings), with bounds
+ * that let a method prove its choice equals the one over the full vocabulary.
+ */
+export interface MemberCandidates {
+  readonly texts: readonly string[];
+  /** Point estimate of each text's probability (exact for plain distributions). */
+  readonly probs: Float64Array;
+  /** The true probability lies in [probs[i] · lowerScale, probs[i] + hiExtra[i]]. */
+  readonly lowerScale: number;
+  readonly hiExtra: Float64Array;
+  /** Any text not listed has at most this probability. */
+  readonly unlistedMax: number;
+  readonly paths: readonly TokenPath[];
+  readonly index: ReadonlyMap<string, number>;
+  /** Whether the distribution covers the member's whole vocabulary. */
+  readonly complete: boolean;
+  /** Surface of the healed token, when candidates continue a foreign boundary. */
+  readonly healedSurface?: string;
+}
+
+class CandidateBuilder {
+  readonly texts: string[] = [];
+  readonly probs: number[] = [];
+  readonly paths: TokenPath[] = [];
+  private readonly best: number[] = [];
+  readonly index = new Map<string, number>();
+
+  add(text: string, p: number, path: TokenPath): void {
+    let i = this.index.get(text);
+    if (i === undefined) {
+      i = this.texts.length;
+      this.index.set(text, i);
+      this.texts.push(text);
+      this.probs.push(0);
+      this.paths.push(path);
+      this.best.push(-1);
+    }
+    this.probs[i]! += p;
+    if (p > this.best[i]!) {
+      this.best[i] = p;
+      this.paths[i] = path;
+    }
+  }
+
+  build(scale: number, lowerScale: number, extra: (text: string) => number, unlistedMax: number, complete: boolean, healedSurface?: string): MemberCandidates {
+    const order = this.texts.map((_, i) => i).sort((a, b) => this.probs[b]! - this.probs[a]!);
+    const texts = order.map((i) => this.texts[i]!);
+    const probs = Float64Array.from(order, (i) => this.probs[i]! * scale);
+    const paths = order.map((i) => this.paths[i]!);
+    const hiExtra = Float64Array.from(texts, (t) => extra(t));
+    const index = new Map(texts.map((t, i) => [t, i]));
+    return { texts, probs, lowerScale, hiExtra, unlistedMax, paths, index, complete, healedSurface };
+  }
+}
+
+/** Text of a token as a candidate: its exact bytes, END for end-of-generation, null for tokens that are never candidates. */
+function candidateText(vocab: Vocabulary, id: number): string | null {
+  if (vocab.eog.has(id)) return END_TEXT;
+  const kind = vocab.kinds[id];
+  if (kind === TokenKind.control || kind === TokenKind.unknown || kind === TokenKind.unused) return null;
+  const surface = vocab.surfaces[id];
+  return surface ? surface : null;
+}
+
+const multiplicityCache = new WeakMap<Vocabulary, Map<string, number>>();
+/** Candidate texts that more than one token spells (EOG tokens count as END). */
+function sharedSurfaces(vocab: Vocabulary): Map<string, number> {
+  let shared = multiplicityCache.get(vocab);
+  if (!shared) {
+    const counts = new Map<string, number>();
+    for (let id = 0; id < vocab.size; id++) {
+      const text = candidateText(vocab, id);
+      if (text !== null) counts.set(text, (counts.get(text) ?? 0) + 1);
+    }
+    shared = new Map([...counts].filter(([, n]) => n > 1));
+    multiplicityCache.set(vocab, shared);
+  }
+  return shared;
+}
+
+/** Candidates where the text ends on the member's own token boundary: its plain next-token distribution. */
+export function plainCandidates(vocab: Vocabulary, dist: SparseDistribution): MemberCandidates {
+  const builder = new CandidateBuilder();
+  for (let i = 0; i < dist.ids.length; i++) {
+    const id = dist.ids[i]!;
+    const text = candidateText(vocab, id);
+    if (text !== null) builder.add(text, dist.probs[i]!, { kind: "append", id });
+  }
+  const shared = sharedSurfaces(vocab);
+  const extra = (text: string) => (shared.has(text) ? (shared.get(text)! - 1) * dist.unlistedMax : 0);
+  return builder.build(1, 1, extra, dist.unlistedMax, dist.complete);
+}
+
+/**
+ * Candidates at a boundary foreign to the member ("token healing"): its last token `last` (surface
+ * s) is dropped; `before` is the distribution at its position, `after` the one that follows it.
+ * Tokens extending s contribute their remainder; s itself spreads its mass over `after`; the
+ * result is renormalized over the tokens consistent with s.
+ */
+export function healedCandidates(
+  vocab: Vocabulary,
+  last: number,
+  before: SparseDistribution,
+  after: SparseDistribution,
+): MemberCandidates {
+  const s = vocab.surfaces[last] ?? "";
+  let sameMass = 0;
+  const builder = new CandidateBuilder();
+  let extendingMass = 0;
+  for (let i = 0; i < before.ids.length; i++) {
+    const id = before.ids[i]!;
+    const text = candidateText(vocab, id);
+    if (text === null || !text.startsWith(s) || text.length === 0) continue;
+    if (text.length === s.length) sameMass += before.probs[i]!;
+    else {
+      builder.add(text.slice(s.length), before.probs[i]!, { kind: "replace", id });
+      extendingMass += before.probs[i]!;
+    }
+  }
+  if (sameMass + extendingMass <= 0) {
+    // Nothing consistent survived (underflow): the member continues after its last token.
+    return plainCandidates(vocab, after);
+  }
+  for (let i = 0; i < after.ids.length; i++) {
+    const id = after.ids[i]!;
+    const text = candidateText(vocab, id);
+    if (text !== null) builder.add(text, sameMass * after.probs[i]!, { kind: "append", id });
+  }
+  const zLow = sameMass + extendingMass;
+  const zHigh = zLow + before.unlistedMass;
+  const unlistedMax = Math.min(1, (before.unlistedMax + sameMass * after.unlistedMax) / zLow);
+  return builder.build(1 / zLow, zLow / zHigh, () => unlistedMax, unlistedMax, before.complete && after.complete, s);
+}

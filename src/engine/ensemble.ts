@@ -1,0 +1,397 @@
+import os from "node:os";
+import { LlamaMember } from "../members/llama.js";
+import { MemberError, type Member, type Prompt } from "../members/member.js";
+import type { SparseDistribution } from "../members/distribution.js";
+import { gac } from "../methods/gac.js";
+import { unite, uniteUnion } from "../methods/unite.js";
+import { argmax, isCertified, type Combined } from "../methods/combined.js";
+import { END_TEXT, type MemberCandidates } from "./candidates.js";
+import { MemberTrack, type EvaluationPlan, type FetchPlan } from "./member-track.js";
+import { pickIndex, seededRandom, type SamplingOptions } from "./sampling.js";
+import { TextOutput } from "./text-output.js";
+
+export type MethodName = "gac" | "unite";
+
+export interface MemberSpec {
+  readonly name: string;
+  /** Path of the GGUF file. */
+  readonly model: string;
+  readonly weight?: number;
+  readonly primary?: boolean;
+  readonly contextSize?: number;
+  readonly chatTemplate?: string;
+}
+
+/** How an ensemble is built: the same fields as the config file. */
+export interface EnsembleSpec {
+  readonly method?: MethodName;
+  readonly topK?: number;
+  readonly heal?: boolean;
+  readonly gate?: { readonly threshold: number };
+  readonly maxTokens?: number;
+  readonly sampling?: Partial<SamplingOptions>;
+  readonly stop?: readonly string[];
+  readonly contextSize?: number;
+  /** Threads per member context; default: the machine's cores shared among the members. */
+  readonly threads?: number;
+  readonly members: readonly MemberSpec[];
+}
+
+/** Per-call settings; anything left out comes from the spec. */
+export interface GenerateOptions {
+  readonly method?: MethodName;
+  readonly topK?: number;
+  readonly heal?: boolean;
+  /** `null` turns gating off for this call. */
+  readonly gate?: { readonly threshold: number } | null;
+  readonly maxTokens?: number;
+  readonly sampling?: Partial<SamplingOptions>;
+  readonly stop?: readonly string[];
+  /** One weight per member, in config order. */
+  readonly weights?: readonly number[];
+  /** Run only this member, alone, through the same engine. */
+  readonly only?: string;
+  /** Attach per-step traces (each member's top candidates, the winner). */
+  readonly trace?: boolean;
+  readonly signal?: AbortSignal;
+}
+
+export interface CandidateTrace {
+  readonly text: string;
+  readonly probability: number;
+}
+
+export interface StepTrace {
+  readonly members: readonly {
+    readonly name: string;
+    readonly healed: boolean;
+    readonly top: readonly CandidateTrace[];
+  }[];
+  readonly combined: readonly CandidateTrace[];
+  readonly winner: CandidateTrace;
+}
+
+/** One generation step: the chosen continuation and what it took. */
+export interface Step {
+  readonly index: number;
+  /** Text that became showable at this step (never a split UTF-8 character, never part of a stop string). */
+  readonly text: string;
+  /** The chosen candidate's exact bytes, as a latin1 string ("" for end of generation). */
+  readonly bytes: string;
+  /** Whether all members voted (false when the primary decided alone). */
+  readonly ensembled: boolean;
+  /** How many times members were asked for more candidates before the choice was proven exact. */
+  readonly escalations: number;
+  readonly trace?: StepTrace;
+}
+
+export type FinishReason = "stop" | "length";
+
+export interface GenerationResult {
+  readonly text: string;
+  readonly finishReason: FinishReason;
+  readonly steps: number;
+  readonly ensembledSteps: number;
+  /** Steps on which GaC's bound failed and members were asked for more candidates. */
+  readonly escalatedSteps: number;
+  readonly members: readonly { readonly name: string; readonly weight: number; readonly evaluations: number }[];
+  readonly timings: { readonly totalMs: number; readonly memberMs: Record<string, number>; readonly engineMs: number };
+}
+
+/** GaC's first fetch lists this many tokens at least; later fetches grow by FETCH_GROWTH before the full vocabulary. */
+const MIN_FETCH = 32;
+const FETCH_GROWTH = 8;
+
+/**
+ * An ensemble of members that vote on every next piece of text. Create with `Ensemble.create`,
+ * generate with `stream` (an async iterator of steps) or `generate`, then `dispose`.
+ */
+export class Ensemble {
+  private busy = false;
+
+  private constructor(
+    readonly spec: EnsembleSpec,
+    readonly members: readonly Member[],
+  ) {}
+
+  static async create(spec: EnsembleSpec): Promise<Ensemble> {
+    validateSpec(spec);
+    const threads = spec.threads ?? Math.max(1, Math.floor(os.availableParallelism() / spec.members.length));
+    const members: Member[] = [];
+    try {
+      for (const m of spec.members) {
+        members.push(
+          await LlamaMember.load({
+            name: m.name,
+            modelPath: m.model,
+            contextSize: m.contextSize ?? spec.contextSize,
+            threads,
+            chatTemplate: m.chatTemplate,
+          }),
+        );
+      }
+    } catch (error) {
+      await Promise.all(members.map((m) => m.dispose()));
+      throw error;
+    }
+    return new Ensemble(spec, members);
+  }
+
+  /** Builds an ensemble over members that are already loaded (the caller keeps ownership). */
+  static fromMembers(spec: EnsembleSpec, members: readonly Member[]): Ensemble {
+    validateSpec(spec);
+    return new Ensemble(spec, members);
+  }
+
+  async generate(prompt: Prompt, options: GenerateOptions = {}): Promise<GenerationResult> {
+    const iterator = this.stream(prompt, options);
+    for (;;) {
+      const next = await iterator.next();
+      if (next.done) return next.value;
+    }
+  }
+
+  async *stream(prompt: Prompt, options: GenerateOptions = {}): AsyncGenerator<Step, GenerationResult, undefined> {
+    if (this.busy) throw new Error("this ensemble is already generating; wait for it or create another");
+    this.busy = true;
+    try {
+      return yield* this.run(prompt, options);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  async dispose(): Promise<void> {
+    await Promise.all(this.members.map((m) => m.dispose()));
+  }
+
+  private async *run(prompt: Prompt, options: GenerateOptions): AsyncGenerator<Step, GenerationResult, undefined> {
+    const started = performance.now();
+    const spec = this.spec;
+    const method = options.method ?? spec.method ?? "gac";
+    const topK = options.topK ?? spec.topK ?? 10;
+    const heal = options.heal ?? spec.heal ?? true;
+    const gate = options.gate === null ? undefined : (options.gate ?? spec.gate);
+    const maxTokens = options.maxTokens ?? spec.maxTokens ?? 128;
+    const sampling: SamplingOptions = {
+      temperature: options.sampling?.temperature ?? spec.sampling?.temperature ?? 0,
+      topP: options.sampling?.topP ?? spec.sampling?.topP ?? 1,
+      topK: options.sampling?.topK ?? spec.sampling?.topK ?? 0,
+      seed: options.sampling?.seed ?? spec.sampling?.seed ?? Math.floor(Math.random() * 2 ** 31),
+    };
+    const weights = this.resolveWeights(options);
+    const primaryIndex = spec.members.findIndex((m) => m.primary);
+    if (gate && primaryIndex < 0) throw new Error("gating needs a primary member: add `primary: true` to one member");
+    const active = this.members.map((_, i) => i).filter((i) => weights[i]! > 0);
+    const gated = gate !== undefined && active.length > 1 && weights[primaryIndex]! > 0;
+
+    const tracks = this.members.map((member) => new MemberTrack(member, member.promptTokens(prompt), heal));
+    for (const i of active) {
+      const track = tracks[i]!;
+      if (track.tokenCount + 1 > this.members[i]!.contextSize) {
+        throw new MemberError(
+          this.members[i]!.name,
+          `the prompt is ${track.tokenCount} tokens but this member's context holds ${this.members[i]!.contextSize}; shorten the prompt or raise contextSize`,
+        );
+      }
+    }
+
+    const random = seededRandom(sampling.seed);
+    const output = new TextOutput(options.stop ?? spec.stop ?? []);
+    const evaluations = this.members.map(() => 0);
+    const memberMs: Record<string, number> = Object.fromEntries(this.members.map((m) => [m.name, 0]));
+    let memberWallMs = 0;
+    let text = "";
+    let steps = 0;
+    let ensembledSteps = 0;
+    let escalatedSteps = 0;
+    let finishReason: FinishReason = "length";
+
+    /** Evaluates members concurrently; members' own time is what `distributions` took. */
+    const evaluate = async (indexes: readonly number[], fetch: (i: number) => FetchPlan): Promise<Map<number, MemberCandidates>> => {
+      const plans = new Map<number, EvaluationPlan>();
+      for (const i of indexes) plans.set(i, tracks[i]!.plan(text, fetch(i)));
+      const wallStart = performance.now();
+      const answers = await Promise.all(
+        indexes.map(async (i) => {
+          const t0 = performance.now();
+          const plan = plans.get(i)!;
+          const dists: SparseDistribution[] = await this.members[i]!.distributions(plan.tokens, plan.requests);
+          memberMs[this.members[i]!.name]! += performance.now() - t0;
+          evaluations[i]!++;
+          return dists;
+        }),
+      );
+      memberWallMs += performance.now() - wallStart;
+      const result = new Map<number, MemberCandidates>();
+      indexes.forEach((i, k) => result.set(i, tracks[i]!.build(plans.get(i)!, answers[k]!)));
+      return result;
+    };
+
+    const firstFetch = Math.max(topK, MIN_FETCH);
+    while (steps < maxTokens) {
+      if (options.signal?.aborted) throw options.signal.reason ?? new Error("aborted");
+      if (active.some((i) => tracks[i]!.tokenCount + 2 > this.members[i]!.contextSize)) break;
+      let candidates: Map<number, MemberCandidates>;
+      let decidedAlone = false;
+      if (gated) {
+        candidates = await evaluate([primaryIndex], () => ({ topK: firstFetch }));
+        const primary = candidates.get(primaryIndex)!;
+        decidedAlone = primary.probs.length > 0 && primary.probs[0]! > gate!.threshold;
+        if (!decidedAlone) {
+          const others = await evaluate(active.filter((i) => i !== primaryIndex), () => ({ topK: firstFetch }));
+          for (const [i, c] of others) candidates.set(i, c);
+        }
+      } else {
+        candidates = await evaluate(active, () => ({ topK: firstFetch }));
+      }
+
+      let combined: Combined;
+      let escalations = 0;
+      const voters = decidedAlone ? [primaryIndex] : active;
+      const voterWeights = voters.map((i) => weights[i]!);
+      if (method === "unite" && !decidedAlone) {
+        combined = await this.uniteStep(voters, voterWeights, candidates, tracks, topK, evaluate);
+      } else {
+        combined = gac(voters.map((i) => candidates.get(i)!), voterWeights);
+        // Prove the greedy choice equals full-vocabulary GaC; otherwise ask for more.
+        for (let level = 1; sampling.temperature <= 0 && level <= 2; level++) {
+          if (isCertified(combined, argmax(combined.scores))) break;
+          escalations++;
+          const fetch: FetchPlan = level === 1 ? { topK: firstFetch * FETCH_GROWTH } : { topK: firstFetch, full: true };
+          const more = await evaluate(voters, () => fetch);
+          for (const [i, c] of more) candidates.set(i, c);
+          combined = gac(voters.map((i) => candidates.get(i)!), voterWeights);
+        }
+      }
+      if (escalations > 0) escalatedSteps++;
+      const winner = pickIndex(combined.scores, sampling, random);
+      const chosen = combined.texts[winner]!;
+      steps++;
+      if (!decidedAlone) ensembledSteps++;
+
+      const trace = options.trace ? this.traceOf(voters, candidates, tracks, combined, winner) : undefined;
+      if (chosen === END_TEXT) {
+        finishReason = "stop";
+        const rest = output.next(text, true);
+        yield { index: steps - 1, text: rest, bytes: chosen, ensembled: !decidedAlone, escalations, trace };
+        break;
+      }
+      const before = text.length;
+      text += chosen;
+      for (const i of voters) tracks[i]!.accept(chosen, before, voters.length === 1);
+      const stopAt = output.findStop(text);
+      if (stopAt >= 0) {
+        text = text.slice(0, stopAt);
+        finishReason = "stop";
+        yield { index: steps - 1, text: output.next(text, true), bytes: chosen, ensembled: !decidedAlone, escalations, trace };
+        break;
+      }
+      yield { index: steps - 1, text: output.next(text, false), bytes: chosen, ensembled: !decidedAlone, escalations, trace };
+    }
+    const tail = output.next(text, true);
+    if (tail && finishReason === "length") yield { index: steps, text: tail, bytes: "", ensembled: false, escalations: 0 };
+    const totalMs = performance.now() - started;
+    return {
+      text: Buffer.from(text, "latin1").toString("utf8"),
+      finishReason,
+      steps,
+      ensembledSteps,
+      escalatedSteps,
+      members: this.members.map((m, i) => ({ name: m.name, weight: weights[i]!, evaluations: evaluations[i]! })),
+      timings: { totalMs, memberMs, engineMs: Math.max(0, totalMs - memberWallMs) },
+    };
+  }
+
+  /** UniTE: union of top-k texts; a member that did not list a text is asked for it (or its first token). */
+  private async uniteStep(
+    voters: readonly number[],
+    voterWeights: readonly number[],
+    candidates: Map<number, MemberCandidates>,
+    tracks: readonly MemberTrack[],
+    topK: number,
+    evaluate: (indexes: readonly number[], fetch: (i: number) => FetchPlan) => Promise<Map<number, MemberCandidates>>,
+  ): Promise<Combined> {
+    const union = uniteUnion(voters.map((i) => candidates.get(i)!), topK);
+    const lookups = new Map<number, string[]>();
+    const standIns = new Map<number, string[]>();
+    for (const i of voters) {
+      const track = tracks[i]!;
+      const own = candidates.get(i)!;
+      const texts = union.map((t) => (track.spellsAsOneToken(t) ? t : track.firstTokenText(t)));
+      standIns.set(i, texts);
+      const missing = texts.filter((t) => !own.index.has(t));
+      if (missing.length > 0) lookups.set(i, missing);
+    }
+    if (lookups.size > 0) {
+      const more = await evaluate([...lookups.keys()], (i) => ({ topK: Math.max(topK, MIN_FETCH), texts: lookups.get(i)! }));
+      for (const [i, c] of more) candidates.set(i, c);
+    }
+    const values = voters.map((i) => {
+      const own = candidates.get(i)!;
+      return Float64Array.from(standIns.get(i)!, (t) => {
+        const j = own.index.get(t);
+        return j === undefined ? 0 : own.probs[j]!;
+      });
+    });
+    return unite(union, values, voterWeights);
+  }
+
+  private resolveWeights(options: GenerateOptions): number[] {
+    const names = this.members.map((m) => m.name);
+    if (options.only !== undefined) {
+      const at = names.indexOf(options.only);
+      if (at < 0) throw new Error(`--only ${options.only}: no member has that name; members are ${names.join(", ")}`);
+      return names.map((_, i) => (i === at ? 1 : 0));
+    }
+    const weights = options.weights ?? this.spec.members.map((m) => m.weight ?? 1);
+    checkWeights(weights, names.length);
+    return [...weights];
+  }
+
+  private traceOf(
+    voters: readonly number[],
+    candidates: ReadonlyMap<number, MemberCandidates>,
+    tracks: readonly MemberTrack[],
+    combined: Combined,
+    winner: number,
+  ): StepTrace {
+    const show = (text: string, probability: number): CandidateTrace => ({
+      text: text === END_TEXT ? "<end>" : Buffer.from(text, "latin1").toString("utf8"),
+      probability,
+    });
+    const order = Array.from(combined.scores.keys()).sort((a, b) => combined.scores[b]! - combined.scores[a]!);
+    return {
+      members: voters.map((i) => {
+        const c = candidates.get(i)!;
+        return {
+          name: this.members[i]!.name,
+          healed: c.healedSurface !== undefined,
+          top: c.texts.slice(0, 5).map((t, k) => show(t, c.probs[k]!)),
+        };
+      }),
+      combined: order.slice(0, 5).map((k) => show(combined.texts[k]!, combined.scores[k]!)),
+      winner: show(combined.texts[winner]!, combined.scores[winner]!),
+    };
+    void tracks;
+  }
+}
+
+function checkWeights(weights: readonly number[], count: number): void {
+  if (weights.length !== count) throw new Error(`expected ${count} weights (one per member), got ${weights.length}`);
+  if (weights.some((w) => !Number.isFinite(w) || w < 0)) throw new Error(`weights must be finite and ≥ 0, got ${weights.join(",")}`);
+  if (!weights.some((w) => w > 0)) throw new Error("weights must not all be zero: give at least one member a positive weight");
+}
+
+function validateSpec(spec: EnsembleSpec): void {
+  if (spec.members.length === 0) throw new Error("an ensemble needs at least one member");
+  const names = new Set<string>();
+  for (const m of spec.members) {
+    if (names.has(m.name)) throw new Error(`two members are named '${m.name}': give each member its own name`);
+    names.add(m.name);
+  }
+  checkWeights(spec.members.map((m) => m.weight ?? 1), spec.members.length);
+  if (spec.gate && !spec.members.some((m) => m.primary)) {
+    throw new Error("gating needs a primary member: add `primary: true` to one member");
+  }
+}

@@ -1,0 +1,85 @@
+/**
+ * A member's next-token distribution at one position, kept sparse: the exact probabilities of the
+ * top tokens plus any ids the caller asked for, and exact bounds on everything left out.
+ */
+export interface SparseDistribution {
+  /** Listed token ids: the first `topCount` are the most probable, in descending order; requested extras follow. */
+  readonly ids: Int32Array;
+  /** Exact probability of each listed id. */
+  readonly probs: Float64Array;
+  readonly topCount: number;
+  /** Every token that is not listed has at most this probability (0 when the list is complete). */
+  readonly unlistedMax: number;
+  /** Exact total probability of the tokens that are not listed. */
+  readonly unlistedMass: number;
+  /** True when every token of the vocabulary with non-zero probability is listed. */
+  readonly complete: boolean;
+}
+
+/** What a caller wants to know about one position. */
+export interface DistributionRequest {
+  /** Number of most probable tokens to list. */
+  readonly topK: number;
+  /** Token ids whose exact probabilities are needed, listed or not. */
+  readonly extraIds?: readonly number[];
+  /** List the whole vocabulary (costly on large vocabularies; for small ones and for checks). */
+  readonly full?: boolean;
+}
+
+/** Probability of `id` if it is listed, else undefined. */
+export function probabilityOf(dist: SparseDistribution, id: number): number | undefined {
+  const ids = dist.ids;
+  for (let i = 0; i < ids.length; i++) if (ids[i] === id) return dist.probs[i];
+  return dist.complete ? 0 : undefined;
+}
+
+/**
+ * Builds a sparse distribution from raw logits of the listed tokens and the total logit weight
+ * `Σ exp(logit − maxLogit)` over the whole vocabulary, as llama.cpp's sampler reports them.
+ * `logits` must hold the top tokens first in descending order (llama.cpp returns them so).
+ */
+export function fromLogits(
+  logits: ReadonlyMap<number, number>,
+  totalLogitWeight: number,
+  topCount: number,
+  vocabularySize: number,
+): SparseDistribution {
+  const n = logits.size;
+  const ids = new Int32Array(n);
+  const probs = new Float64Array(n);
+  let maxLogit = -Infinity;
+  for (const value of logits.values()) if (value > maxLogit) maxLogit = value;
+  let i = 0;
+  let listedMass = 0;
+  for (const [id, logit] of logits) {
+    ids[i] = id;
+    const p = Math.exp(logit - maxLogit) / totalLogitWeight;
+    probs[i] = p;
+    listedMass += p;
+    i++;
+  }
+  const top = Math.min(topCount, n);
+  const complete = n >= vocabularySize;
+  const unlistedMass = complete ? 0 : Math.max(0, 1 - listedMass);
+  const kth = top > 0 ? probs[top - 1]! : 1;
+  return {
+    ids,
+    probs,
+    topCount: top,
+    unlistedMax: complete ? 0 : Math.min(kth, unlistedMass),
+    unlistedMass,
+    complete,
+  };
+}
+
+/** Builds a complete distribution from a probability map over the whole vocabulary. */
+export function fromFullProbabilities(probabilities: ReadonlyMap<number, number>, topCount: number): SparseDistribution {
+  const entries = [...probabilities.entries()].sort((a, b) => b[1] - a[1]);
+  const ids = new Int32Array(entries.length);
+  const probs = new Float64Array(entries.length);
+  for (let i = 0; i < entries.length; i++) {
+    ids[i] = entries[i]![0];
+    probs[i] = entries[i]![1];
+  }
+  return { ids, probs, topCount: Math.min(topCount, entries.length), unlistedMax: 0, unlistedMass: 0, complete: true };
+}

@@ -1,0 +1,192 @@
+import os from "node:os";
+import {
+  getLlama,
+  LlamaLogLevel,
+  type Llama,
+  type LlamaContext,
+  type LlamaContextSequence,
+  type LlamaModel,
+  type Token,
+} from "node-llama-cpp";
+import { vocabularyFromGguf, type Vocabulary } from "../tokens/vocabulary.js";
+import { fromFullProbabilities, fromLogits, type SparseDistribution } from "./distribution.js";
+import { EncodeError, hasByteFallback, tokenizeExact, utf8SequenceLength } from "./exact-tokenize.js";
+import { renderChatPrompt, type ChatMessage } from "./chat-template.js";
+import { MemberError, type Member, type PositionRequest, type Prompt, type PromptTokens, type TokenRun } from "./member.js";
+
+export interface LlamaMemberOptions {
+  readonly name: string;
+  readonly modelPath: string;
+  /** Context size in tokens; default: the model's training context, at most 4096. */
+  readonly contextSize?: number;
+  /** Threads for this member's context; default 1. */
+  readonly threads?: number;
+  /** Chat template overriding the GGUF's `tokenizer.chat_template`. */
+  readonly chatTemplate?: string;
+}
+
+let sharedLlama: Promise<Llama> | undefined;
+
+/**
+ * The llama.cpp runtime, CPU build, with `maxThreads` set from the machine: node-llama-cpp's
+ * default of max(4, cores) made decoding 130–200× slower on a 2-core machine.
+ */
+export function loadLlama(): Promise<Llama> {
+  sharedLlama ??= getLlama({ gpu: false, maxThreads: os.availableParallelism(), logLevel: LlamaLogLevel.error });
+  return sharedLlama;
+}
+
+/** A GGUF model running in-process through node-llama-cpp. */
+export class LlamaMember implements Member {
+  private constructor(
+    readonly name: string,
+    readonly vocabulary: Vocabulary,
+    readonly contextSize: number,
+    private readonly model: LlamaModel,
+    private readonly context: LlamaContext,
+    private readonly sequence: LlamaContextSequence,
+    private readonly chatTemplate: string | undefined,
+  ) {}
+
+  static async load(options: LlamaMemberOptions): Promise<LlamaMember> {
+    const llama = await loadLlama();
+    let model: LlamaModel;
+    try {
+      model = await llama.loadModel({ modelPath: options.modelPath });
+    } catch (error) {
+      throw new MemberError(options.name, `cannot load model ${options.modelPath}: ${(error as Error).message}`);
+    }
+    try {
+      const trainContext = model.trainContextSize;
+      const contextSize = options.contextSize ?? Math.min(trainContext, 4096);
+      const context = await model.createContext({ contextSize, threads: options.threads ?? 1, sequences: 1 });
+      const metadata = model.fileInfo.metadata;
+      const vocabulary = vocabularyFromGguf(metadata, { isEog: (id) => model.isEogToken(id as Token) });
+      const template = options.chatTemplate ?? metadata.tokenizer?.chat_template;
+      return new LlamaMember(
+        options.name,
+        vocabulary,
+        context.contextSize,
+        model,
+        context,
+        context.getSequence(),
+        typeof template === "string" && template.length > 0 ? template : undefined,
+      );
+    } catch (error) {
+      await model.dispose();
+      if (error instanceof MemberError) throw error;
+      throw new MemberError(options.name, `cannot create a context for ${options.modelPath}: ${(error as Error).message}`);
+    }
+  }
+
+  /** Whether the GGUF carries a chat template (otherwise chat prompts fall back to plain text). */
+  get hasChatTemplate(): boolean {
+    return this.chatTemplate !== undefined;
+  }
+
+  tokenizeContinuation(bytes: string): TokenRun {
+    return this.guard(() => tokenizeExact(this.vocabulary, this.rawTokenize, bytes, "continuation"));
+  }
+
+  promptTokens(prompt: Prompt): PromptTokens {
+    const bos = this.model.tokens.shouldPrependBosToken ? this.model.tokens.bos : null;
+    if ("text" in prompt || this.chatTemplate === undefined) {
+      const text = "text" in prompt ? prompt.text : plainConversation(prompt.messages);
+      const bytes = Buffer.from(text, "utf8").toString("latin1");
+      const run = this.guard(() => tokenizeExact(this.vocabulary, this.rawTokenize, bytes, "start"));
+      return { prefix: bos === null ? [] : [bos], text: run, textBytes: bytes, endsOnOwnBoundary: false };
+    }
+    const rendered = renderChatPrompt(this.chatTemplate, prompt.messages, {
+      bosToken: this.model.tokens.bosString ?? undefined,
+      eosToken: this.model.tokens.eosString ?? undefined,
+    });
+    this.assertEncodable(rendered);
+    const ids = this.guard(() => [...this.model.tokenize(rendered, true)] as number[]);
+    if (bos !== null && ids[0] !== bos) ids.unshift(bos);
+    return { prefix: ids, text: { ids: [], byteLengths: [] }, textBytes: "", endsOnOwnBoundary: true };
+  }
+
+  async distributions(tokens: readonly number[], requests: readonly PositionRequest[]): Promise<SparseDistribution[]> {
+    if (tokens.length > this.contextSize) {
+      throw new MemberError(
+        this.name,
+        `the text is ${tokens.length} tokens but this member's context holds ${this.contextSize}; ` +
+          `shorten the prompt or raise contextSize (up to the model's training context, ${this.model.trainContextSize})`,
+      );
+    }
+    if (requests.length === 0) return [];
+    const firstPosition = Math.min(...requests.map((r) => r.position));
+    const evaluated = this.sequence.contextTokens;
+    let common = 0;
+    const limit = Math.min(evaluated.length, tokens.length);
+    while (common < limit && evaluated[common] === tokens[common]) common++;
+    // Logits are not cached: a position already evaluated is evaluated again.
+    const start = Math.min(common, firstPosition);
+    if (start < this.sequence.nextTokenIndex) {
+      await this.sequence.eraseContextTokenRanges([{ start, end: this.sequence.nextTokenIndex }]);
+    }
+    const byPosition = new Map(requests.map((r) => [r.position, r]));
+    const input = tokens.slice(start).map((id, i) => {
+      const request = byPosition.get(start + i);
+      if (!request) return id as Token;
+      const generateNext = request.full
+        ? { probabilities: true }
+        : {
+            logits: { filter: { tokens: (request.extraIds ?? []) as Token[], includeTop: request.topK } },
+            totalLogitWeight: true,
+          };
+      return [id as Token, { generateNext }] as [Token, { generateNext: typeof generateNext }];
+    });
+    const results = await this.sequence.controlledEvaluate(input);
+    return requests.map((request) => {
+      const next = results[request.position - start]?.next;
+      if (request.full) {
+        if (!next?.probabilities) throw new MemberError(this.name, "llama.cpp returned no probabilities");
+        return fromFullProbabilities(next.probabilities, request.topK);
+      }
+      if (!next?.logits || next.totalLogitWeight === undefined) {
+        throw new MemberError(this.name, "llama.cpp returned no logits");
+      }
+      return fromLogits(next.logits, next.totalLogitWeight, request.topK, this.vocabulary.size);
+    });
+  }
+
+  async dispose(): Promise<void> {
+    await this.context.dispose();
+    await this.model.dispose();
+  }
+
+  private readonly rawTokenize = (text: string): readonly number[] => this.model.tokenize(text, false);
+
+  private guard<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (error) {
+      if (error instanceof EncodeError) throw new MemberError(this.name, error.message);
+      throw error;
+    }
+  }
+
+  /** llama.cpp aborts the process on a character a vocabulary without byte tokens cannot encode. */
+  private assertEncodable(text: string): void {
+    if (hasByteFallback(this.vocabulary)) return;
+    const bytes = Buffer.from(text, "utf8").toString("latin1");
+    for (let i = 0; i < bytes.length; ) {
+      const n = Math.max(1, utf8SequenceLength(bytes, i));
+      const char = bytes.slice(i, i + n);
+      if (!this.vocabulary.bySurface.has(char)) {
+        const shown = Buffer.from(char, "latin1").toString("utf8");
+        throw new MemberError(
+          this.name,
+          `the chat prompt contains ${JSON.stringify(shown)}, which this model's vocabulary cannot encode; remove it from the messages`,
+        );
+      }
+      i += n;
+    }
+  }
+}
+
+/** The conversation as plain text, for models without a chat template. */
+function plainConversation(messages: readonly ChatMessage[]): string {
+  return messages.map((m) => m.content).join("\n\n");
+}

@@ -1,0 +1,53 @@
+import type { Vocabulary } from "../tokens/vocabulary.js";
+import type { DistributionRequest, SparseDistribution } from "./distribution.js";
+import type { ChatMessage } from "./chat-template.js";
+
+/** A prompt: raw text, or a conversation rendered with each member's own chat template. */
+export type Prompt = { readonly text: string } | { readonly messages: readonly ChatMessage[] };
+
+/** Token ids with the number of text bytes each one stands for (exact surfaces, or an unknown token's character). */
+export interface TokenRun {
+  readonly ids: number[];
+  readonly byteLengths: number[];
+}
+
+/** The member's tokens for a prompt, and whether the prompt ends on a boundary of the member's own choosing. */
+export interface PromptTokens {
+  /** Special tokens (BOS, chat markup) that stand for no generated text. */
+  readonly prefix: number[];
+  /** Tokens of the prompt's text part. */
+  readonly text: TokenRun;
+  /** The bytes (latin1 string) those tokens spell: the raw prompt's text; empty for a rendered chat prompt. */
+  readonly textBytes: string;
+  /** A chat prompt ends where the template ends: the member's own boundary. A raw prompt's end is foreign. */
+  readonly endsOnOwnBoundary: boolean;
+}
+
+/** One model. Members know nothing about ensembles: they tokenize and return distributions. */
+export interface Member {
+  readonly name: string;
+  readonly vocabulary: Vocabulary;
+  /** Largest number of tokens the member's context holds. */
+  readonly contextSize: number;
+  /** Tokenizes text bytes (latin1 string) that continue a text at a boundary with no dummy space, exactly. */
+  tokenizeContinuation(bytes: string): TokenRun;
+  promptTokens(prompt: Prompt): PromptTokens;
+  /**
+   * Brings the member's sequence to `tokens` (reusing its cache) and returns the distribution of
+   * the token that follows `tokens[position]`, for each request.
+   */
+  distributions(tokens: readonly number[], requests: readonly PositionRequest[]): Promise<SparseDistribution[]>;
+  dispose(): Promise<void>;
+}
+
+export interface PositionRequest extends DistributionRequest {
+  /** Index into the token list: the distribution is of the token after `tokens[position]`. */
+  readonly position: number;
+}
+
+export class MemberError extends Error {
+  constructor(readonly member: string, message: string) {
+    super(`member '${member}': ${message}`);
+    this.name = "MemberError";
+  }
+}
