@@ -1,0 +1,480 @@
+/**
+ * Loading and validating ensemble configuration files (YAML or JSON).
+ *
+ * Every mistake is reported at once, each with its path in the file (`members[1].weight`), the
+ * problem and the fix, formatted one per line as `<file>: <path>: <problem> — <fix>`.
+ * Model paths are resolved to absolute paths and checked to be GGUF files.
+ */
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import path from 'node:path';
+import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
+import type { z } from 'zod';
+import {
+  ConfigError,
+  type ConfigIssue,
+  crossFieldIssues,
+  describeValue,
+  ensembleConfigFieldsSchema,
+  gateConfigSchema,
+  memberConfigSchema,
+  methodProblem,
+  samplingConfigSchema,
+  type EnsembleConfig,
+} from './schema.js';
+
+export * from './schema.js';
+
+export interface ParseConfigOptions {
+  /** Directory relative model paths are resolved from (default: the current directory). */
+  baseDir?: string;
+  /** Name of the file for messages (default: `config`). */
+  source?: string;
+  /** Environment for `CHORUS_MODELS` (default: `process.env`). */
+  env?: NodeJS.ProcessEnv;
+}
+
+type PathSegment = string | number;
+type Locator = (segments: readonly PathSegment[]) => { line: number; column: number } | undefined;
+
+/** Validates a parsed config object, applies defaults and resolves model paths to absolute paths. */
+export function parseEnsembleConfig(raw: unknown, options: ParseConfigOptions = {}): EnsembleConfig {
+  return validate(raw, options, undefined);
+}
+
+/**
+ * Reads a config file (`.json` as JSON; `.yaml`, `.yml` and anything else as YAML, which also
+ * reads JSON) and validates it. Relative model paths are resolved from the file's directory.
+ */
+export async function loadEnsembleConfig(file: string, options: { env?: NodeJS.ProcessEnv } = {}): Promise<EnsembleConfig> {
+  const absolute = path.resolve(file);
+  let text: string;
+  try {
+    text = await readFile(absolute, 'utf8');
+  } catch (error) {
+    throw new ConfigError([{ path: '', message: readFailure(error, absolute) }], file);
+  }
+  const ext = path.extname(absolute).toLowerCase();
+  const parsed = ext === '.json' ? parseJson(text) : parseYaml(text);
+  if ('issues' in parsed) throw new ConfigError(parsed.issues, file);
+  return validate(parsed.value, { baseDir: path.dirname(absolute), source: file, env: options.env }, parsed.locate);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading files
+
+function errorCode(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+function readFailure(error: unknown, absolute: string): string {
+  switch (errorCode(error)) {
+    case 'ENOENT':
+    case 'ENOTDIR':
+      return `config file not found (looked for ${absolute}) — check the path`;
+    case 'EISDIR':
+      return `${absolute} is a directory — give the path of a .yaml or .json config file`;
+    case 'EACCES':
+    case 'EPERM':
+      return `cannot read ${absolute} (permission denied) — check the file's permissions`;
+    default:
+      return `cannot read ${absolute} (${(error as Error)?.message ?? String(error)}) — check the path and the file`;
+  }
+}
+
+type Parsed = { value: unknown; locate?: Locator } | { issues: ConfigIssue[] };
+
+function lineColumnAt(text: string, offset: number): { line: number; column: number } {
+  const before = text.slice(0, Math.max(0, Math.min(offset, text.length)));
+  const lines = before.split('\n');
+  return { line: lines.length, column: lines[lines.length - 1].length + 1 };
+}
+
+function syntaxIssue(kind: string, detail: string, pos: { line: number; column: number }): ConfigIssue {
+  return {
+    path: `${pos.line}:${pos.column}`,
+    line: pos.line,
+    column: pos.column,
+    message: `${kind} syntax error: ${detail} — fix the ${kind} at line ${pos.line}, column ${pos.column}`,
+  };
+}
+
+function parseJson(text: string): Parsed {
+  try {
+    return { value: JSON.parse(text) as unknown };
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    const lineCol = /line (\d+) column (\d+)/.exec(message);
+    const position = /at position (\d+)/.exec(message);
+    let pos: { line: number; column: number } | undefined;
+    if (lineCol) pos = { line: Number(lineCol[1]), column: Number(lineCol[2]) };
+    else if (position) pos = lineColumnAt(text, Number(position[1]));
+    else {
+      // V8 does not always say where; the YAML parser (JSON is YAML) usually can.
+      const lineCounter = new LineCounter();
+      const doc = parseDocument(text, { lineCounter, prettyErrors: false });
+      const first = doc.errors[0];
+      if (first) {
+        const lp = lineCounter.linePos(first.pos[0]);
+        pos = { line: lp.line, column: lp.col };
+      }
+    }
+    const detail = message
+      .replace(/\s*\(line \d+ column \d+\)/, '')
+      .replace(/ in JSON at position \d+.*$/s, '')
+      .replace(/\r?\n/g, '\\n');
+    return { issues: [syntaxIssue('JSON', detail, pos ?? lineColumnAt(text, text.length))] };
+  }
+}
+
+function parseYaml(text: string): Parsed {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false });
+  if (doc.errors.length > 0) {
+    return {
+      issues: doc.errors.map((error) => {
+        const lp = lineCounter.linePos(error.pos[0]);
+        return syntaxIssue('YAML', error.message.split('\n')[0], { line: lp.line, column: lp.col });
+      }),
+    };
+  }
+  return { value: doc.toJS() as unknown, locate: yamlLocator(doc, lineCounter) };
+}
+
+function yamlLocator(doc: Document, lineCounter: LineCounter): Locator {
+  return (segments) => {
+    for (let n = segments.length; n >= 0; n--) {
+      const node: unknown = n === 0 ? doc.contents : doc.getIn(segments.slice(0, n), true);
+      if (isNode(node) && node.range) {
+        const lp = lineCounter.linePos(node.range[0]);
+        return { line: lp.line, column: lp.col };
+      }
+    }
+    return undefined;
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation
+
+function validate(raw: unknown, options: ParseConfigOptions, locate: Locator | undefined): EnsembleConfig {
+  const source = options.source ?? 'config';
+  const baseDir = path.resolve(options.baseDir ?? process.cwd());
+  const env = options.env ?? process.env;
+
+  if (raw === undefined || raw === null || (typeof raw === 'string' && raw.trim() === '')) {
+    throw new ConfigError(
+      [{ path: '', message: 'the config is empty — write at least `method:` and `members:` (see examples/tinystories.yaml)' }],
+      source,
+    );
+  }
+  if (typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new ConfigError(
+      [
+        {
+          path: '',
+          message: `the config must be a mapping of settings (method, members, ...), got ${describeValue(raw)} — see examples/tinystories.yaml`,
+        },
+      ],
+      source,
+    );
+  }
+
+  const issues: (ConfigIssue & { segments: PathSegment[] })[] = [];
+  const result = ensembleConfigFieldsSchema.safeParse(raw, { reportInput: true });
+  if (!result.success) {
+    for (const issue of result.error.issues) issues.push(...translateIssue(issue));
+  }
+  // Cross-field rules on the raw input, so they are reported even when zod stopped early.
+  for (const issue of crossFieldIssues(raw)) {
+    issues.push({ segments: issue.path, path: formatPath(issue.path), message: issue.message });
+  }
+
+  // Model paths: checked for every member whose `model` is a usable string, even when other
+  // fields are wrong, so that all mistakes come out at once.
+  const rawMembers = (raw as Record<string, unknown>).members;
+  const resolvedModels = new Map<number, string>();
+  if (Array.isArray(rawMembers)) {
+    rawMembers.forEach((member: unknown, i) => {
+      if (member === null || typeof member !== 'object') return;
+      const model = (member as Record<string, unknown>).model;
+      if (typeof model !== 'string' || model === '') return;
+      const outcome = resolveModelPath(model, baseDir, env);
+      if ('problem' in outcome) {
+        const segments = ['members', i, 'model'];
+        issues.push({ segments, path: formatPath(segments), message: outcome.problem });
+      } else {
+        resolvedModels.set(i, outcome.path);
+      }
+    });
+  }
+
+  if (issues.length > 0 || !result.success) {
+    if (locate) {
+      for (const issue of issues) {
+        const pos = locate(issue.segments);
+        if (pos) {
+          issue.line = pos.line;
+          issue.column = pos.column;
+        }
+      }
+      if (issues.every((issue) => issue.line !== undefined)) {
+        issues.sort((a, b) => a.line! - b.line! || a.column! - b.column!);
+      }
+    }
+    throw new ConfigError(
+      issues.map(({ segments: _segments, ...issue }) => issue),
+      source,
+    );
+  }
+
+  const config = result.data;
+  return {
+    ...config,
+    members: config.members.map((member, i) => ({ ...member, model: resolvedModels.get(i) ?? member.model })),
+  };
+}
+
+export function formatPath(segments: readonly PathSegment[]): string {
+  let out = '';
+  for (const segment of segments) {
+    if (typeof segment === 'number') out += `[${segment}]`;
+    else if (/^[A-Za-z_$][\w$-]*$/.test(segment)) out += out === '' ? segment : `.${segment}`;
+    else out += `[${JSON.stringify(segment)}]`;
+  }
+  return out;
+}
+
+/** `members[3].weight` → `members[].weight`, for looking up hints and known keys. */
+function normalizedPath(segments: readonly PathSegment[]): string {
+  return formatPath(segments.map((s) => (typeof s === 'number' ? -1 : s))).replace(/\[-1\]/g, '[]');
+}
+
+/** How to fix a wrong value, by (normalized) path. */
+const FIXES: Record<string, string> = {
+  method: 'use one of: gac, unite',
+  topK: 'use an integer from 1 to 1000 (default 10)',
+  heal: 'use true or false (default true)',
+  gate: 'write e.g. `gate: { threshold: 0.9 }`, or remove `gate` to disable gating',
+  'gate.threshold': 'use a number greater than 0 and at most 1, e.g. 0.9',
+  maxTokens: 'use an integer >= 1 (default 128)',
+  sampling: 'write e.g. `sampling: { temperature: 0, topP: 1, topK: 0, seed: 42 }`',
+  'sampling.temperature': 'use a number >= 0 (0 = greedy)',
+  'sampling.topP': 'use a number greater than 0 and at most 1 (1 = off)',
+  'sampling.topK': 'use an integer >= 0 (0 = off)',
+  'sampling.seed': 'use an integer',
+  stop: 'write a list of strings, e.g. `stop: ["\\n\\n"]`',
+  'stop[]': 'use a non-empty string',
+  contextSize: 'use an integer >= 16',
+  threads: 'use an integer >= 1',
+  members: 'list at least one member, e.g. `members: [{ name: a, model: path/to/model.gguf }]`',
+  'members[]': 'write each member as a mapping, e.g. `{ name: a, model: path/to/model.gguf }`',
+  'members[].name': 'use only letters, digits, `_`, `.` and `-`, e.g. `qwen3-0.6b`',
+  'members[].model': 'give the path of a .gguf file (relative paths start at the config file\'s folder)',
+  'members[].weight': 'use a number >= 0 (default 1; 0 mutes the member)',
+  'members[].primary': 'use true or false (default false)',
+  'members[].contextSize': 'use an integer >= 16',
+  'members[].chatTemplate': 'give a Jinja chat template as a string, or remove it to use the GGUF\'s own',
+};
+
+/** Known keys of each object in the schema, by normalized path. */
+const KNOWN_KEYS: Record<string, readonly string[]> = {
+  '': Object.keys(ensembleConfigFieldsSchema.shape),
+  'members[]': Object.keys(memberConfigSchema.shape),
+  gate: Object.keys(gateConfigSchema.shape),
+  sampling: Object.keys(samplingConfigSchema.shape),
+};
+
+const WHERE: Record<string, string> = { '': 'at the top level', 'members[]': 'in a member', gate: 'under `gate`', sampling: 'under `sampling`' };
+
+const EXPECTED: Record<string, string> = {
+  int: 'an integer',
+  number: 'a number',
+  string: 'a string',
+  boolean: 'true or false',
+  object: 'a mapping',
+  array: 'a list',
+};
+
+type ZodIssue = z.core.$ZodIssue & { input?: unknown };
+
+function translateIssue(issue: ZodIssue): (ConfigIssue & { segments: PathSegment[] })[] {
+  const segments = issue.path.filter((s): s is PathSegment => typeof s === 'string' || typeof s === 'number');
+  const key = normalizedPath(segments);
+  const fix = FIXES[key] ?? 'see examples/tinystories.yaml';
+  const make = (problem: string, at: PathSegment[] = segments) => ({
+    segments: at,
+    path: formatPath(at),
+    message: problem.includes(' — ') ? problem : `${problem} — ${fix}`,
+  });
+  const last = segments[segments.length - 1];
+  const name = last === undefined ? 'the config' : typeof last === 'number' ? formatPath(segments.slice(-2)) : last;
+  const got = 'input' in issue ? `, got ${describeValue(issue.input)}` : '';
+
+  switch (issue.code) {
+    case 'unrecognized_keys':
+      return issue.keys.map((unknownKey) => {
+        const at = [...segments, unknownKey];
+        return { segments: at, path: formatPath(at), message: unknownKeyMessage(unknownKey, key) };
+      });
+    case 'invalid_type': {
+      if (issue.input === undefined) return [make(`${name} is required`)];
+      if (key === 'method') return [make(methodProblem(issue.input))];
+      const expected = EXPECTED[issue.expected] ?? issue.expected;
+      return [make(`expected ${expected}${got}`)];
+    }
+    case 'invalid_value':
+      if (key === 'method') return [make(methodProblem(issue.input))];
+      return [make(`${issue.message}${got}`)];
+    case 'too_small': {
+      if (issue.origin === 'array') {
+        return [make(issue.input !== undefined && Array.isArray(issue.input) && issue.input.length === 0 ? `${name} is empty` : `${name} needs at least ${issue.minimum} item(s)`)];
+      }
+      if (issue.origin === 'string') return [make(`${name} must not be empty`)];
+      return [make(`${name} must be ${issue.inclusive ? '>=' : '>'} ${issue.minimum}${got}`)];
+    }
+    case 'too_big': {
+      if (issue.origin === 'array') return [make(`${name} may have at most ${issue.maximum} item(s)`)];
+      if (issue.origin === 'string') return [make(`${name} is too long`)];
+      return [make(`${name} must be ${issue.inclusive ? '<=' : '<'} ${issue.maximum}${got}`)];
+    }
+    case 'invalid_format':
+      if (key === 'members[].name') {
+        return [make(issue.input === '' ? 'name must not be empty' : `${describeValue(issue.input)} is not a valid member name`)];
+      }
+      return [make(`${name} has the wrong format${got}`)];
+    case 'custom':
+      return [make(issue.message)];
+    default:
+      return [make(`${issue.message}${got}`)];
+  }
+}
+
+function normalizeKey(key: string): string {
+  return key.toLowerCase().replace(/[\s_-]/g, '');
+}
+
+/** Optimal-string-alignment distance (Levenshtein plus adjacent transpositions). */
+function editDistance(a: string, b: string): number {
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
+  for (let j = 0; j <= b.length; j++) d[0][j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  }
+  return d[a.length][b.length];
+}
+
+/** The known key closest to `key`, if it is close enough to be a likely typo. */
+export function suggestKey(key: string, known: readonly string[]): string | undefined {
+  const normalized = normalizeKey(key);
+  const exact = known.find((k) => normalizeKey(k) === normalized);
+  if (exact) return exact;
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const candidate of known) {
+    const distance = editDistance(key.toLowerCase(), candidate.toLowerCase());
+    if (distance < bestDistance) {
+      best = candidate;
+      bestDistance = distance;
+    }
+  }
+  const allowed = Math.min(key.length, best?.length ?? 0) <= 4 ? 1 : 2;
+  return bestDistance <= allowed ? best : undefined;
+}
+
+function unknownKeyMessage(unknownKey: string, objectPath: string): string {
+  const known = KNOWN_KEYS[objectPath] ?? [];
+  const suggestion = suggestKey(unknownKey, known);
+  if (suggestion) return `unknown key "${unknownKey}" — did you mean "${suggestion}"?`;
+  const elsewhere = Object.entries(KNOWN_KEYS)
+    .filter(([where, keys]) => where !== objectPath && keys.some((k) => normalizeKey(k) === normalizeKey(unknownKey)))
+    .map(([where]) => WHERE[where]);
+  if (elsewhere.length > 0) {
+    return `unknown key "${unknownKey}" ${WHERE[objectPath] ?? 'here'} — it belongs ${elsewhere.join(' or ')}; move it there`;
+  }
+  return `unknown key "${unknownKey}" — remove it; known keys here: ${known.join(', ')}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Model paths
+
+const GGUF_MAGIC = 'GGUF';
+
+function expandHome(p: string): string {
+  if (p === '~') return homedir();
+  if (p.startsWith('~/') || p.startsWith('~\\')) return path.join(homedir(), p.slice(2));
+  return p;
+}
+
+/**
+ * Resolves a member's `model` path: relative to the config file's directory first, then (for
+ * relative paths and bare file names not found there) in each directory of `CHORUS_MODELS`
+ * (several directories may be separated by the platform's path delimiter). The first existing
+ * candidate must be a readable GGUF file.
+ */
+export function resolveModelPath(model: string, baseDir: string, env: NodeJS.ProcessEnv): { path: string } | { problem: string } {
+  const expanded = expandHome(model);
+  const candidates: string[] = [];
+  if (path.isAbsolute(expanded)) {
+    candidates.push(path.normalize(expanded));
+  } else {
+    candidates.push(path.resolve(baseDir, expanded));
+    const modelDirs = (env.CHORUS_MODELS ?? '').split(path.delimiter).filter((d) => d.trim() !== '');
+    for (const dir of modelDirs) candidates.push(path.resolve(expandHome(dir), expanded));
+  }
+  const unique = [...new Set(candidates)];
+
+  for (const candidate of unique) {
+    let isDirectory: boolean;
+    try {
+      isDirectory = statSync(candidate).isDirectory();
+    } catch (error) {
+      const code = errorCode(error);
+      if (code === 'ENOENT' || code === 'ENOTDIR') continue;
+      return { problem: `cannot read ${candidate} (${code ?? String(error)}) — check the file's permissions` };
+    }
+    if (isDirectory) {
+      return {
+        problem: `${candidate} is a directory, not a GGUF file — point \`model\` at the .gguf file itself (convert Hugging Face checkpoints with llama.cpp's convert_hf_to_gguf.py)`,
+      };
+    }
+    const magic = readMagic(candidate);
+    if ('problem' in magic) return magic;
+    if (magic.bytes.toString('latin1') !== GGUF_MAGIC) {
+      const start = magic.bytes.length === 0 ? 'it is empty' : `it starts with ${JSON.stringify(magic.bytes.toString('latin1'))}`;
+      return {
+        problem: `${candidate} is not a GGUF file (${start}, not "GGUF") — point \`model\` at a .gguf file (convert other formats with llama.cpp's convert_hf_to_gguf.py)`,
+      };
+    }
+    return { path: candidate };
+  }
+
+  const tried = unique.join(', ');
+  const envHint = env.CHORUS_MODELS
+    ? 'check the path (relative paths start at the config file\'s folder, then each CHORUS_MODELS folder)'
+    : 'check the path (relative paths start at the config file\'s folder) or set CHORUS_MODELS to the folder that holds your models';
+  return { problem: `model file not found: tried ${tried} — ${envHint}` };
+}
+
+function readMagic(file: string): { bytes: Buffer } | { problem: string } {
+  let fd: number | undefined;
+  try {
+    fd = openSync(file, 'r');
+    const buffer = Buffer.alloc(4);
+    const read = readSync(fd, buffer, 0, 4, 0);
+    return { bytes: buffer.subarray(0, read) };
+  } catch (error) {
+    const code = errorCode(error);
+    return {
+      problem: `${file} cannot be read as a GGUF file (${code ?? (error as Error)?.message ?? String(error)}) — check the file's permissions and that it is a .gguf file`,
+    };
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}

@@ -1,0 +1,210 @@
+/**
+ * The ensemble configuration file: its zod schema and the types derived from it.
+ *
+ * The schema checks shapes, ranges and the cross-field rules that need nothing but the file
+ * itself (weights, unique names, primary member, gating). Resolving and checking model paths
+ * needs the file system and lives in `load.ts`.
+ *
+ * Custom messages follow the project's convention `<problem> — <fix>`; `load.ts` rewrites
+ * zod's built-in messages (wrong type, out of range, unknown key) into the same form.
+ */
+import { z } from 'zod';
+
+/** Methods that can be run today. */
+export const IMPLEMENTED_METHODS = ['gac', 'unite'] as const;
+/** Methods the project plans (see DESIGN.md) but that are not implemented yet. */
+export const PLANNED_METHODS = ['eva', 'deepen'] as const;
+
+export type EnsembleMethod = (typeof IMPLEMENTED_METHODS)[number];
+
+export const MEMBER_NAME_PATTERN = /^[A-Za-z0-9_.-]+$/;
+
+export const DEFAULT_TOP_K = 10;
+export const DEFAULT_MAX_TOKENS = 128;
+export const MIN_CONTEXT_SIZE = 16;
+
+/** Message for a `method:` value that is not one of the implemented methods. */
+export function methodProblem(value: unknown): string {
+  const use = `use one of: ${IMPLEMENTED_METHODS.join(', ')}`;
+  if (typeof value === 'string' && (PLANNED_METHODS as readonly string[]).includes(value)) {
+    return `method "${value}" is not implemented yet — ${use}`;
+  }
+  if (value === undefined) return `method is required — ${use}`;
+  if (typeof value === 'string') return `unknown method "${value}" — ${use}`;
+  return `method must be a string, got ${describeValue(value)} — ${use}`;
+}
+
+const methodSchema = z.enum(IMPLEMENTED_METHODS, { error: (issue) => methodProblem(issue.input) });
+
+const contextSizeSchema = z.number().int().min(MIN_CONTEXT_SIZE);
+
+export const memberConfigSchema = z.strictObject({
+  /** Short identifier used in traces, logs and weights; unique within the ensemble. */
+  name: z.string().regex(MEMBER_NAME_PATTERN),
+  /** Path to a GGUF file; relative paths are resolved from the config file's directory. */
+  model: z.string().min(1),
+  /** Weight of this member's distribution in the combination (0 = member is run but muted). */
+  weight: z.number().min(0).default(1),
+  /** The primary member decides alone when gating is on and it is confident enough. */
+  primary: z.boolean().default(false),
+  /** Context size for this member; falls back to the top-level `contextSize`. */
+  contextSize: contextSizeSchema.optional(),
+  /** Jinja chat template overriding the one stored in the GGUF (`tokenizer.chat_template`). */
+  chatTemplate: z.string().min(1).optional(),
+});
+
+export const gateConfigSchema = z.strictObject({
+  /** When the primary member's top probability exceeds this, its token is taken directly. */
+  threshold: z.number().gt(0).lte(1),
+});
+
+export const samplingConfigSchema = z.strictObject({
+  /** 0 = greedy (argmax). */
+  temperature: z.number().min(0).default(0),
+  /** Nucleus sampling mass; 1 = off. */
+  topP: z.number().gt(0).lte(1).default(1),
+  /** Keep only the k most likely candidates; 0 = off. */
+  topK: z.number().int().min(0).default(0),
+  /** Seed for reproducible sampling. */
+  seed: z.number().int().optional(),
+});
+
+const ensembleObjectSchema = z.strictObject({
+  method: methodSchema,
+  /** Candidates fetched per member per step (UniTE's k). */
+  topK: z.number().int().min(1).max(1000).default(DEFAULT_TOP_K),
+  /** Token healing at foreign token boundaries (see DESIGN.md). */
+  heal: z.boolean().default(true),
+  /** Key-token gating (GaC); needs exactly one `primary: true` member. */
+  gate: gateConfigSchema.optional(),
+  maxTokens: z.number().int().min(1).default(DEFAULT_MAX_TOKENS),
+  sampling: samplingConfigSchema.optional(),
+  stop: z.array(z.string().min(1)).optional(),
+  /** Default context size for members that do not set their own. */
+  contextSize: contextSizeSchema.optional(),
+  /** Threads per member context. */
+  threads: z.number().int().min(1).optional(),
+  members: z.array(memberConfigSchema).min(1),
+});
+
+export interface CrossFieldIssue {
+  path: (string | number)[];
+  /** `<problem> — <fix>` */
+  message: string;
+}
+
+/**
+ * Rules that span fields: unique member names, not all weights zero, at most one primary member,
+ * gating needs a primary member. Works on raw input as well as on parsed values (it reads
+ * everything defensively), so that `load.ts` can report these together with every other mistake:
+ * zod skips refinements once a check such as `.int()` has aborted.
+ */
+export function crossFieldIssues(value: unknown): CrossFieldIssue[] {
+  const issues: CrossFieldIssue[] = [];
+  const asRecord = (x: unknown): Record<string, unknown> =>
+    x !== null && typeof x === 'object' && !Array.isArray(x) ? (x as Record<string, unknown>) : {};
+  const root = asRecord(value);
+  const members: unknown[] = Array.isArray(root.members) ? root.members : [];
+
+  // Duplicate names.
+  const firstIndexByName = new Map<string, number>();
+  members.forEach((m, i) => {
+    const name = asRecord(m).name;
+    if (typeof name !== 'string' || name === '') return;
+    const first = firstIndexByName.get(name);
+    if (first === undefined) {
+      firstIndexByName.set(name, i);
+    } else {
+      issues.push({
+        path: ['members', i, 'name'],
+        message: `duplicate member name "${name}": members[${first}] and members[${i}] both use it — give every member a unique name`,
+      });
+    }
+  });
+
+  // All weights zero (only judged when every weight is valid; invalid ones are reported on their own).
+  const weights = members.map((m) => asRecord(m).weight ?? 1);
+  if (
+    weights.length > 0 &&
+    weights.every((w) => typeof w === 'number' && Number.isFinite(w) && w >= 0) &&
+    weights.every((w) => w === 0)
+  ) {
+    issues.push({
+      path: ['members'],
+      message: 'all member weights are 0, so no member gets a vote — give at least one member a weight > 0',
+    });
+  }
+
+  // Primary member(s).
+  const primaries = members.flatMap((m, i) => (asRecord(m).primary === true ? [i] : []));
+  if (primaries.length > 1) {
+    issues.push({
+      path: ['members', primaries[1], 'primary'],
+      message: `more than one primary member (${primaries.map((i) => `members[${i}]`).join(', ')}) — keep \`primary: true\` on exactly one member`,
+    });
+  }
+  if (root.gate !== undefined && root.gate !== null && primaries.length === 0) {
+    issues.push({
+      path: ['gate'],
+      message: 'gating needs a primary member: add `primary: true` to one member — or remove `gate` to disable gating',
+    });
+  }
+  return issues;
+}
+
+/** The config's fields without the cross-field rules (see `crossFieldIssues`). */
+export const ensembleConfigFieldsSchema = ensembleObjectSchema;
+
+/** The whole config: fields plus cross-field rules (the rules run only if no check aborted). */
+export const ensembleConfigSchema = ensembleObjectSchema.check(
+  z.superRefine((value, ctx) => {
+    for (const issue of crossFieldIssues(value)) ctx.addIssue({ code: 'custom', path: issue.path, message: issue.message });
+  }, { when: () => true }),
+);
+
+/** A validated configuration with defaults applied (model paths absolute after loading). */
+export type EnsembleConfig = z.output<typeof ensembleConfigSchema>;
+/** What a config file may contain (defaults not yet applied). */
+export type EnsembleConfigInput = z.input<typeof ensembleConfigSchema>;
+export type MemberConfig = z.output<typeof memberConfigSchema>;
+export type GateConfig = z.output<typeof gateConfigSchema>;
+export type SamplingConfig = z.output<typeof samplingConfigSchema>;
+
+/** Short description of a value for messages: `"abc"`, `12`, `a list`, `nothing`. */
+export function describeValue(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'a mapping';
+  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 37)}...` : value);
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  return typeof value;
+}
+
+export interface ConfigIssue {
+  /** Where in the file, e.g. `members[1].weight`; `''` for the whole file; `line:column` for syntax errors. */
+  path: string;
+  /** `<problem> — <fix>` */
+  message: string;
+  /** 1-based position in the file, when known (YAML files). */
+  line?: number;
+  column?: number;
+}
+
+export class ConfigError extends Error {
+  readonly issues: ConfigIssue[];
+  /** The file (or label) the issues are about. */
+  readonly source: string;
+
+  constructor(issues: ConfigIssue[], source = 'config') {
+    super(issues.map((issue) => formatIssue(source, issue)).join('\n'));
+    this.name = 'ConfigError';
+    this.issues = issues;
+    this.source = source;
+  }
+}
+
+/** One line of a ConfigError's message. */
+export function formatIssue(source: string, issue: ConfigIssue): string {
+  return issue.path === '' ? `${source}: ${issue.message}` : `${source}: ${issue.path}: ${issue.message}`;
+}
