@@ -53,6 +53,8 @@ export interface GenerateOptions {
   readonly only?: string;
   /** Attach per-step traces (each member's top candidates, the winner). */
   readonly trace?: boolean;
+  /** Ask every member for its whole distribution every step (slow on large vocabularies; for checks). */
+  readonly fullDistributions?: boolean;
   readonly signal?: AbortSignal;
 }
 
@@ -229,21 +231,22 @@ export class Ensemble {
     };
 
     const firstFetch = Math.max(topK, MIN_FETCH);
+    const fetchFirst = (): FetchPlan => ({ topK: firstFetch, full: options.fullDistributions });
     while (steps < maxTokens) {
       if (options.signal?.aborted) throw options.signal.reason ?? new Error("aborted");
       if (active.some((i) => tracks[i]!.tokenCount + 2 > this.members[i]!.contextSize)) break;
       let candidates: Map<number, MemberCandidates>;
       let decidedAlone = false;
       if (gated) {
-        candidates = await evaluate([primaryIndex], () => ({ topK: firstFetch }));
+        candidates = await evaluate([primaryIndex], fetchFirst);
         const primary = candidates.get(primaryIndex)!;
         decidedAlone = primary.probs.length > 0 && primary.probs[0]! > gate!.threshold;
         if (!decidedAlone) {
-          const others = await evaluate(active.filter((i) => i !== primaryIndex), () => ({ topK: firstFetch }));
+          const others = await evaluate(active.filter((i) => i !== primaryIndex), fetchFirst);
           for (const [i, c] of others) candidates.set(i, c);
         }
       } else {
-        candidates = await evaluate(active, () => ({ topK: firstFetch }));
+        candidates = await evaluate(active, fetchFirst);
       }
 
       let combined: Combined;

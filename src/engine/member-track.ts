@@ -182,18 +182,22 @@ export class MemberTrack {
   }
 
   /**
-   * Takes in the chosen text: appends (or, after healing, replaces) one whole token when it can.
-   * The new boundary counts as the member's own when it voted alone, or when ending the token here
-   * is at least as likely, to the member, as any listed continuation that runs past it; otherwise
-   * the member heals over it next step (a "." that another member chose may, to a vocabulary of
-   * ". " tokens, mean the story ended).
+   * Takes in the chosen text. When the member voted alone, or the text is its own first choice,
+   * it appends (or, after healing, replaces) that one whole token and the boundary is its own.
+   * Otherwise the boundary is foreign even if the text happens to be one of its tokens (a "."
+   * another member chose may, to a vocabulary of ". " tokens, mean the story ended): the member
+   * re-tokenizes and heals over it at its next evaluation. The rule looks only at the first
+   * choice, so it does not depend on how many candidates were fetched.
    */
   accept(text: string, textLengthBefore: number, alone: boolean): void {
     if (text === END_TEXT) return;
     const candidates = this.lastCandidates;
-    const path = this.textLength === textLengthBefore ? this.pathFor(text) : undefined;
     this.lastCandidates = undefined;
-    if (!path) return; // not one whole token of this member: catch up (and heal) when next evaluated
+    if (this.textLength !== textLengthBefore || !candidates) return;
+    const own = alone || candidates.texts[0] === text;
+    const listed = candidates.index.get(text);
+    if (!own || listed === undefined) return;
+    const path = candidates.paths[listed]!;
     const end = this.promptBytes.length + textLengthBefore + text.length;
     if (path.kind === "replace") {
       this.ids[this.ids.length - 1] = path.id;
@@ -202,32 +206,6 @@ export class MemberTrack {
       this.ids.push(path.id);
       this.ends.push(end);
     }
-    this.ownBoundary = alone || (candidates !== undefined && endsHereByChoice(candidates, text));
+    this.ownBoundary = true;
   }
-
-  private pathFor(text: string): TokenPath | undefined {
-    const candidates = this.lastCandidates;
-    if (!candidates) return undefined; // not evaluated at this boundary (gated): re-tokenize later
-    const listed = candidates.index.get(text);
-    if (listed !== undefined) return candidates.paths[listed];
-    const vocab = this.member.vocabulary;
-    const healed = candidates.healedSurface;
-    if (healed !== undefined) {
-      const extending = vocab.bySurface.get(healed + text);
-      if (extending !== undefined) return { kind: "replace", id: extending };
-    }
-    const id = vocab.bySurface.get(text);
-    return id === undefined ? undefined : { kind: "append", id };
-  }
-}
-
-/** Whether `text` is at least as likely as every listed candidate that extends it. */
-function endsHereByChoice(candidates: MemberCandidates, text: string): boolean {
-  const at = candidates.index.get(text);
-  const p = at === undefined ? 0 : candidates.probs[at]!;
-  for (let i = 0; i < candidates.texts.length; i++) {
-    const other = candidates.texts[i]!;
-    if (candidates.probs[i]! > p && other.length > text.length && other.startsWith(text)) return false;
-  }
-  return true;
 }

@@ -1,4 +1,5 @@
 import os from "node:os";
+import { open } from "node:fs/promises";
 import {
   getLlama,
   LlamaLogLevel,
@@ -49,6 +50,7 @@ export class LlamaMember implements Member {
   ) {}
 
   static async load(options: LlamaMemberOptions): Promise<LlamaMember> {
+    await assertGguf(options.name, options.modelPath);
     const llama = await loadLlama();
     let model: LlamaModel;
     try {
@@ -183,6 +185,27 @@ export class LlamaMember implements Member {
       }
       i += n;
     }
+  }
+}
+
+/** llama.cpp is given only files that start with the GGUF magic: a clear message instead of a loader failure. */
+async function assertGguf(name: string, modelPath: string): Promise<void> {
+  let magic: string;
+  try {
+    const file = await open(modelPath, "r");
+    try {
+      const { buffer, bytesRead } = await file.read(Buffer.alloc(4), 0, 4, 0);
+      magic = buffer.subarray(0, bytesRead).toString("latin1");
+    } finally {
+      await file.close();
+    }
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const why = code === "ENOENT" ? "no such file" : code === "EISDIR" ? "it is a directory" : (error as Error).message;
+    throw new MemberError(name, `cannot read model ${modelPath}: ${why}; check the path (relative paths start at the config file's folder)`);
+  }
+  if (magic !== "GGUF") {
+    throw new MemberError(name, `${modelPath} is not a GGUF file (it does not start with "GGUF"); convert the model to GGUF or point to the .gguf file`);
   }
 }
 

@@ -1,0 +1,23 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from "commander";
+import { registerGenerate } from "./generate.js";
+
+const program = new Command()
+  .name("chorus")
+  .description("token-level ensembles of GGUF language models, even with different vocabularies")
+  .version("0.1.0")
+  .showHelpAfterError()
+  .exitOverride();
+
+registerGenerate(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof CommanderError) {
+    process.exitCode = error.exitCode;
+  } else {
+    process.stderr.write(`chorus: ${(error as Error).message}\n`);
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,22 @@
+/** chorus: token-level ensembles of language models with different vocabularies. */
+export {
+  Ensemble,
+  type EnsembleSpec,
+  type MemberSpec,
+  type GenerateOptions,
+  type GenerationResult,
+  type Step,
+  type StepTrace,
+  type FinishReason,
+  type MethodName,
+} from "./engine/ensemble.js";
+export type { SamplingOptions } from "./engine/sampling.js";
+export { loadEnsembleConfig, parseEnsembleConfig, ConfigError, type EnsembleConfig } from "./config/load.js";
+export { LlamaMember, loadLlama, type LlamaMemberOptions } from "./members/llama.js";
+export { MemberError, type Member, type Prompt, type PositionRequest } from "./members/member.js";
+export type { SparseDistribution, DistributionRequest } from "./members/distribution.js";
+export type { ChatMessage } from "./members/chat-template.js";
+export { vocabularyFromGguf, type Vocabulary } from "./tokens/vocabulary.js";
+export { buildUnion, type UnionVocabulary } from "./tokens/union.js";
+export { gac } from "./methods/gac.js";
+export { unite } from "./methods/unite.js";

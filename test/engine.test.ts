@@ -1,0 +1,176 @@
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import type { Token } from "node-llama-cpp";
+import { Ensemble } from "../src/engine/ensemble.js";
+import { LlamaMember, loadLlama } from "../src/members/llama.js";
+import { PAIR, S260K, TS656K } from "./helpers/models.js";
+
+const PROMPTS = ["Once upon a time, there was a little", "The dog ran to the park and", "Lily and Ben"];
+
+/** The model by itself: greedy over its full distribution, appending its own tokens. */
+async function ownGreedy(modelPath: string, prompt: string, steps: number): Promise<string[]> {
+  const llama = await loadLlama();
+  const model = await llama.loadModel({ modelPath });
+  const context = await model.createContext({ contextSize: 512, threads: 1 });
+  const sequence = context.getSequence();
+  const tokens: Token[] = [model.tokens.bos!, ...model.tokenize(prompt)];
+  const pieces: string[] = [];
+  try {
+    let pending = tokens;
+    for (let i = 0; i < steps; i++) {
+      const last = pending[pending.length - 1]!;
+      const result = await sequence.controlledEvaluate([...pending.slice(0, -1), [last, { generateNext: { probabilities: true } }]]);
+      const probabilities = result[result.length - 1]!.next!.probabilities!;
+      const best = [...probabilities.entries()].reduce((a, b) => (b[1] > a[1] ? b : a))[0];
+      if (model.isEogToken(best)) break;
+      pieces.push(Buffer.from(model.detokenize([best], true, pending.slice(-1)), "utf8").toString("latin1"));
+      pending = [best];
+    }
+  } finally {
+    await context.dispose();
+    await model.dispose();
+  }
+  return pieces;
+}
+
+async function chosenPieces(ensemble: Ensemble, prompt: string, options: Parameters<Ensemble["stream"]>[1]): Promise<string[]> {
+  const pieces: string[] = [];
+  for await (const step of ensemble.stream({ text: prompt }, options)) if (step.bytes) pieces.push(step.bytes);
+  return pieces;
+}
+
+describe("engine on the shared TinyStories pair", () => {
+  let pair: Ensemble;
+  before(async () => {
+    pair = await Ensemble.create({ members: PAIR, maxTokens: 30 });
+  });
+  after(async () => {
+    await pair.dispose();
+  });
+
+  test("weights [1, 0] and --only reproduce each member's own greedy output token for token", async () => {
+    for (const [index, member] of PAIR.entries()) {
+      for (const prompt of PROMPTS) {
+        const own = await ownGreedy(member.model, prompt, 30);
+        const weights = index === 0 ? [1, 0] : [0, 1];
+        const byWeights = await chosenPieces(pair, prompt, { weights, heal: false });
+        const byOnly = await chosenPieces(pair, prompt, { only: member.name, heal: false });
+        assert.deepEqual(byWeights, own.slice(0, byWeights.length), `${member.name} with weights ${weights} on ${prompt}`);
+        assert.equal(byWeights.length, own.length);
+        assert.deepEqual(byOnly, byWeights);
+      }
+    }
+  });
+
+  test("with healing, a member alone only differs from its own greedy output through the first step", async () => {
+    for (const prompt of PROMPTS) {
+      const healed = await chosenPieces(pair, prompt, { only: "s260k" });
+      const first = Buffer.from(healed[0]!, "latin1").toString("utf8");
+      // Continuing its own greedy output from the text after the healed first step gives the same pieces.
+      const own = await ownGreedy(S260K, prompt + first, 29);
+      assert.equal(healed.slice(1).join(""), own.slice(0, healed.length - 1).join(""), prompt);
+    }
+  });
+
+  test("GaC and UniTE give fluent text on the pair", async () => {
+    for (const method of ["gac", "unite"] as const) {
+      const result = await pair.generate({ text: "Once upon a time, there was a little" }, { method, maxTokens: 50 });
+      console.log(`${method}: ${JSON.stringify(result.text)}`);
+      const words = result.text.trim().split(/\s+/);
+      assert.ok(words.length >= 12, `${method} produced too little text: ${result.text}`);
+      const known = words.filter((w) => /^[A-Za-z]+[.,!?"]*$/.test(w)).length;
+      assert.ok(known / words.length > 0.8, `${method} produced non-words: ${result.text}`);
+      assert.equal(result.ensembledSteps, result.steps);
+    }
+  });
+
+  test("GaC with the top-k bound chooses the same text as GaC over full distributions", async () => {
+    let escalated = 0;
+    for (const heal of [true, false]) {
+      for (const prompt of PROMPTS) {
+        const bounded = await pair.generate({ text: prompt }, { heal, maxTokens: 40 });
+        const full = await pair.generate({ text: prompt }, { heal, maxTokens: 40, fullDistributions: true });
+        assert.equal(bounded.text, full.text, `heal=${heal}: ${prompt}`);
+        escalated += bounded.escalatedSteps;
+      }
+    }
+    console.log(`steps where the bound asked for more candidates: ${escalated}`);
+  });
+
+  test("gating: the primary decides alone when confident and the others catch up", async () => {
+    const gated = await pair.generate({ text: "Once upon a time, there was a little" }, { gate: { threshold: 0.5 }, maxTokens: 40 });
+    assert.ok(gated.ensembledSteps < gated.steps, "some steps should be decided by the primary alone");
+    assert.ok(gated.ensembledSteps > 0, "some steps should be ensembled");
+    const everyStep = await pair.generate({ text: "Once upon a time, there was a little" }, { gate: { threshold: 1 }, maxTokens: 40 });
+    const ungated = await pair.generate({ text: "Once upon a time, there was a little" }, { gate: null, maxTokens: 40 });
+    assert.equal(everyStep.text, ungated.text, "a threshold of 1 never gates");
+  });
+
+  test("sampling with a seed is reproducible", async () => {
+    const sampling = { temperature: 0.8, topP: 0.95, seed: 1234 };
+    const a = await pair.generate({ text: "Lily and Ben" }, { sampling, maxTokens: 30 });
+    const b = await pair.generate({ text: "Lily and Ben" }, { sampling, maxTokens: 30 });
+    const c = await pair.generate({ text: "Lily and Ben" }, { sampling: { ...sampling, seed: 99 }, maxTokens: 30 });
+    assert.equal(a.text, b.text);
+    assert.notEqual(a.text, c.text);
+  });
+
+  test("stop strings end the text before them", async () => {
+    const result = await pair.generate({ text: "Once upon a time, there was a little" }, { stop: ["Lily"], maxTokens: 40 });
+    assert.equal(result.finishReason, "stop");
+    assert.ok(!result.text.includes("Lily"), result.text);
+  });
+});
+
+describe("the same model listed twice", () => {
+  test("reproduces the single model with GaC and UniTE, healing on and off", async () => {
+    const twice = await Ensemble.create({
+      members: [
+        { name: "a", model: S260K },
+        { name: "b", model: S260K },
+      ],
+      maxTokens: 30,
+    });
+    try {
+      for (const method of ["gac", "unite"] as const) {
+        for (const heal of [true, false]) {
+          for (const prompt of PROMPTS) {
+            const single = await twice.generate({ text: prompt }, { only: "a", heal, method });
+            const both = await twice.generate({ text: prompt }, { heal, method });
+            assert.equal(both.text, single.text, `${method} heal=${heal} ${prompt}`);
+          }
+        }
+      }
+    } finally {
+      await twice.dispose();
+    }
+  });
+});
+
+describe("KV-cache sync", () => {
+  test("distributions after erasing and re-evaluating equal a fresh evaluation", async () => {
+    const warm = await LlamaMember.load({ name: "warm", modelPath: TS656K, contextSize: 256 });
+    try {
+      const prompt = warm.promptTokens({ text: "Once upon a time, there was a little girl who liked to play" });
+      const tokens = [...prompt.prefix, ...prompt.text.ids];
+      const variants = [tokens, tokens.slice(0, -3), [...tokens.slice(0, -2), 100, 200, 300], tokens];
+      for (const variant of variants) {
+        const last = variant.length - 1;
+        const request = [{ position: last - 1, topK: 20 }, { position: last, topK: 20, extraIds: [5, 6, 7] }];
+        const [w0, w1] = await warm.distributions(variant, request);
+        const fresh = await LlamaMember.load({ name: "fresh", modelPath: TS656K, contextSize: 256 });
+        try {
+          const [f0, f1] = await fresh.distributions(variant, request);
+          for (const [w, f] of [[w0!, f0!], [w1!, f1!]] as const) {
+            assert.deepEqual([...w.ids], [...f.ids]);
+            for (let i = 0; i < w.probs.length; i++) assert.ok(Math.abs(w.probs[i]! - f.probs[i]!) < 1e-6);
+          }
+        } finally {
+          await fresh.dispose();
+        }
+      }
+    } finally {
+      await warm.dispose();
+    }
+  });
+});
