@@ -28,6 +28,9 @@ const number = (name: string, check: (n: number) => boolean, expected: string) =
   return n;
 };
 
+/** A mistake in the command line found after parsing; printed without a stack trace. */
+class UsageError extends Error {}
+
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 export function registerGenerate(program: Command): void {
@@ -59,18 +62,18 @@ export function registerGenerate(program: Command): void {
 async function runGenerate(promptArg: string | undefined, flags: GenerateFlags): Promise<void> {
   const config = await loadEnsembleConfig(flags.config);
   if (flags.method !== undefined && !(IMPLEMENTED_METHODS as readonly string[]).includes(flags.method)) {
-    throw new InvalidArgumentError(`--method: ${methodProblem(flags.method)}`);
+    throw new UsageError(`--method: ${methodProblem(flags.method)}`);
   }
   let members = config.members;
   if (flags.only !== undefined) {
     members = members.filter((m) => m.name === flags.only);
     if (members.length === 0) {
-      throw new InvalidArgumentError(`--only ${flags.only}: no member has that name; members are ${config.members.map((m) => m.name).join(", ")}`);
+      throw new UsageError(`--only ${flags.only}: no member has that name; members are ${config.members.map((m) => m.name).join(", ")}`);
     }
     members = members.map((m) => ({ ...m, weight: 1 }));
   }
   if (flags.weights && flags.only === undefined && flags.weights.length !== members.length) {
-    throw new InvalidArgumentError(`--weights: expected ${members.length} numbers (one per member: ${members.map((m) => m.name).join(", ")}), got ${flags.weights.length}`);
+    throw new UsageError(`--weights: expected ${members.length} numbers (one per member: ${members.map((m) => m.name).join(", ")}), got ${flags.weights.length}`);
   }
   const text = promptArg ?? (await readStdin());
   const prompt: Prompt = flags.chat ? { messages: [{ role: "user", content: text }] } : { text };
@@ -114,7 +117,7 @@ function formatTrace(step: Step): string {
 }
 
 async function readStdin(): Promise<string> {
-  if (process.stdin.isTTY) throw new InvalidArgumentError("no prompt: pass it as an argument or on stdin");
+  if (process.stdin.isTTY) throw new UsageError("no prompt: pass it as an argument or on stdin");
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks).toString("utf8").replace(/\n$/, "");
