@@ -1,6 +1,7 @@
 import type { Vocabulary } from "../tokens/vocabulary.js";
 import { TokenKind } from "../tokens/vocabulary.js";
 import type { SparseDistribution } from "../members/distribution.js";
+import { tokensExtending } from "../tokens/prefix-index.js";
 
 /** The end-of-generation candidate: every member's EOG tokens map to this one empty text. */
 export const END_TEXT = "";
@@ -124,6 +125,7 @@ export function healedCandidates(
   let sameMass = 0;
   const builder = new CandidateBuilder();
   let extendingMass = 0;
+  let listedExtending = 0;
   for (let i = 0; i < before.ids.length; i++) {
     const id = before.ids[i]!;
     const text = candidateText(vocab, id);
@@ -132,6 +134,7 @@ export function healedCandidates(
     else {
       builder.add(text.slice(s.length), before.probs[i]!, { kind: "replace", id });
       extendingMass += before.probs[i]!;
+      listedExtending++;
     }
   }
   if (sameMass + extendingMass <= 0) {
@@ -143,8 +146,11 @@ export function healedCandidates(
     const text = candidateText(vocab, id);
     if (text !== null) builder.add(text, sameMass * after.probs[i]!, { kind: "append", id });
   }
+  // Tokens extending s that were not listed bound both the normalizer and any unlisted text.
+  const unlistedExtending = before.complete ? 0 : Math.max(0, tokensExtending(vocab, s, 0).count - listedExtending);
   const zLow = sameMass + extendingMass;
-  const zHigh = zLow + before.unlistedMass;
-  const unlistedMax = Math.min(1, (before.unlistedMax + sameMass * after.unlistedMax) / zLow);
+  const zHigh = zLow + Math.min(before.unlistedMass, unlistedExtending * before.unlistedMax);
+  const fromBefore = unlistedExtending > 0 ? before.unlistedMax : 0;
+  const unlistedMax = Math.min(1, (fromBefore + sameMass * after.unlistedMax) / zLow);
   return builder.build(1 / zLow, zLow / zHigh, () => unlistedMax, unlistedMax, before.complete && after.complete, s);
 }

@@ -100,9 +100,14 @@ export interface GenerationResult {
   readonly timings: { readonly totalMs: number; readonly memberMs: Record<string, number>; readonly engineMs: number };
 }
 
-/** GaC's first fetch lists this many tokens at least; later fetches grow by FETCH_GROWTH before the full vocabulary. */
-const MIN_FETCH = 32;
+/**
+ * Members list this many top tokens at least: llama.cpp sorts the whole vocabulary for any top-N
+ * anyway, so a longer list costs little and spares GaC's bound and UniTE's look-ups a second round.
+ * When GaC's bound fails, fetches grow by FETCH_GROWTH, up to MAX_GROWN_FETCH, then the full vocabulary.
+ */
+const MIN_FETCH = 128;
 const FETCH_GROWTH = 8;
+const MAX_GROWN_FETCH = 8192;
 
 /**
  * An ensemble of members that vote on every next piece of text. Create with `Ensemble.create`,
@@ -258,13 +263,16 @@ export class Ensemble {
       } else {
         combined = gac(voters.map((i) => candidates.get(i)!), voterWeights);
         // Prove the greedy choice equals full-vocabulary GaC; otherwise ask for more.
-        for (let level = 1; sampling.temperature <= 0 && level <= 2; level++) {
+        for (let fetchK = firstFetch; sampling.temperature <= 0 && !options.fullDistributions; ) {
           if (isCertified(combined, argmax(combined.scores))) break;
           escalations++;
-          const fetch: FetchPlan = level === 1 ? { topK: firstFetch * FETCH_GROWTH } : { topK: firstFetch, full: true };
+          const full = fetchK >= MAX_GROWN_FETCH;
+          fetchK *= FETCH_GROWTH;
+          const fetch: FetchPlan = full ? { topK: firstFetch, full: true } : { topK: Math.min(fetchK, MAX_GROWN_FETCH) };
           const more = await evaluate(voters, () => fetch);
           for (const [i, c] of more) candidates.set(i, c);
           combined = gac(voters.map((i) => candidates.get(i)!), voterWeights);
+          if (full) break;
         }
       }
       if (escalations > 0) escalatedSteps++;

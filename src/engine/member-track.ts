@@ -1,7 +1,11 @@
 import type { Member, PositionRequest, PromptTokens } from "../members/member.js";
 import type { SparseDistribution } from "../members/distribution.js";
 import { TokenKind } from "../tokens/vocabulary.js";
+import { tokensExtending } from "../tokens/prefix-index.js";
 import { END_TEXT, healedCandidates, plainCandidates, type MemberCandidates, type TokenPath } from "./candidates.js";
+
+/** Tokens extending a healed token that are asked for by id (llama.cpp's filter is a linear scan per token). */
+const EXTENSIONS_LISTED = 32;
 
 /** How far back (in tokens) a catch-up may re-tokenize, looking for a word start to anchor on. */
 const RETOKENIZE_WINDOW = 8;
@@ -121,7 +125,8 @@ export class MemberTrack {
     if (this.heals) {
       const healedId = tokens[last]!;
       const s = this.member.vocabulary.surfaces[healedId]!;
-      const before: number[] = [healedId];
+      // List every token that extends the healed one when there are few, so the normalizer is exact.
+      const before: number[] = [healedId, ...tokensExtending(this.member.vocabulary, s, EXTENSIONS_LISTED).ids];
       const after: number[] = [];
       for (const t of fetch.texts ?? []) {
         this.idsFor(s + t, before);
