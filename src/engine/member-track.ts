@@ -83,11 +83,12 @@ export class MemberTrack {
     const text = this.promptBytes + generated;
     const n = this.ids.length;
     let from = n;
-    // Re-tokenize at least the last token (it may merge with the new bytes), anchored on a word start.
+    // Re-tokenize at least the last token (it may merge with the new bytes), anchored next to a
+    // space: vocabularies put spaces before words ("▁the") or after them ("the▁").
     for (let j = n - 1; j >= Math.max(0, n - RETOKENIZE_WINDOW); j--) {
       from = j;
       const start = j === 0 ? 0 : this.ends[j - 1]!;
-      if (text.charCodeAt(start) === 0x20) break;
+      if (text.charCodeAt(start) === 0x20 || (start > 0 && text.charCodeAt(start - 1) === 0x20)) break;
     }
     const start = from === 0 ? 0 : this.ends[from - 1]!;
     const run =
