@@ -1,4 +1,4 @@
-import type { Member, PositionRequest, PromptTokens } from "../members/member.js";
+import type { Member, PositionRequest, PromptTokens, TokenRun } from "../members/member.js";
 import type { SparseDistribution } from "../members/distribution.js";
 import { TokenKind } from "../tokens/vocabulary.js";
 import { tokensExtending } from "../tokens/prefix-index.js";
@@ -50,13 +50,14 @@ export class MemberTrack {
     private readonly heal: boolean,
   ) {
     this.prefix = [...prompt.prefix];
-    this.ids = [...prompt.text.ids];
-    this.ends = [];
-    let offset = 0;
-    for (const n of prompt.text.byteLengths) this.ends.push((offset += n));
     this.promptBytes = prompt.textBytes;
     this.rawPrompt = !prompt.endsOnOwnBoundary;
     this.ownBoundary = prompt.endsOnOwnBoundary;
+    const text = heal && this.rawPrompt && this.promptBytes.length > 0 ? this.tokenizeOpen(this.promptBytes, true) : prompt.text;
+    this.ids = [...text.ids];
+    this.ends = [];
+    let offset = 0;
+    for (const n of text.byteLengths) this.ends.push((offset += n));
   }
 
   /** Bytes of generated text this track's tokens cover. */
@@ -91,10 +92,7 @@ export class MemberTrack {
       if (text.charCodeAt(start) === 0x20 || (start > 0 && text.charCodeAt(start - 1) === 0x20)) break;
     }
     const start = from === 0 ? 0 : this.ends[from - 1]!;
-    const run =
-      from === 0 && this.rawPrompt
-        ? this.retokenizeFromStart(text)
-        : this.member.tokenizeContinuation(text.slice(start));
+    const run = this.tokenizeOpen(text.slice(start), from === 0 && this.rawPrompt);
     this.ids.length = from;
     this.ends.length = from;
     let offset = start;
@@ -105,8 +103,29 @@ export class MemberTrack {
     this.ownBoundary = false;
   }
 
-  private retokenizeFromStart(text: string) {
-    return this.member.promptTokens({ text: Buffer.from(text, "latin1").toString("utf8") }).text;
+  /**
+   * Tokenizes text that goes on: with healing, its last boundary is put where the member's
+   * tokenizer puts one when a space follows, and the bytes after it are healed over. A vocabulary
+   * whose words carry their trailing space spells "toys and" mid-sentence as "toys", " a", "nd",
+   * but "toys and " as "toys▁", "and▁": the second boundary is the one its continuations extend.
+   */
+  private tokenizeOpen(bytes: string, atPromptStart: boolean): TokenRun {
+    const tokenize = (b: string): TokenRun =>
+      atPromptStart
+        ? this.member.promptTokens({ text: Buffer.from(b, "latin1").toString("utf8") }).text
+        : this.member.tokenizeContinuation(b);
+    if (!this.heal) return tokenize(bytes);
+    const extended = tokenize(bytes + " ");
+    let end = 0;
+    let kept = 0;
+    while (kept < extended.ids.length && end + extended.byteLengths[kept]! <= bytes.length) end += extended.byteLengths[kept++]!;
+    const run: TokenRun = { ids: extended.ids.slice(0, kept), byteLengths: extended.byteLengths.slice(0, kept) };
+    if (end < bytes.length) {
+      const rest = kept === 0 ? tokenize(bytes) : this.member.tokenizeContinuation(bytes.slice(end));
+      run.ids.push(...rest.ids);
+      run.byteLengths.push(...rest.byteLengths);
+    }
+    return run;
   }
 
   /** Whether the next evaluation heals: the text ends on a foreign boundary after a healable token. */
