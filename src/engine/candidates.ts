@@ -8,12 +8,12 @@ export const END_TEXT = "";
 
 /**
  * How a member takes in a chosen text: `append` a token after its current tokens, or, after
- * healing, `replace` its last token by one that extends it.
+ * healing, `replace` its last tokens by one that extends them.
  */
-export interface TokenPath {
-  readonly kind: "append" | "replace";
-  readonly id: number;
-}
+export type TokenPath =
+  | { readonly kind: "append"; readonly id: number }
+  /** Drop the member's last `drop` tokens (the healed tail, or part of it) and append `id`. */
+  | { readonly kind: "replace"; readonly id: number; readonly drop: number };
 
 /**
  * A member's distribution over byte continuations of the exact text (latin1 strings), with bounds
@@ -110,47 +110,64 @@ export function plainCandidates(vocab: Vocabulary, dist: SparseDistribution): Me
 }
 
 /**
- * Candidates at a boundary foreign to the member ("token healing"): its last token `last` (surface
- * s) is dropped; `before` is the distribution at its position, `after` the one that follows it.
- * Tokens extending s contribute their remainder; s itself spreads its mass over `after`; the
- * result is renormalized over the tokens consistent with s.
+ * Candidates at a boundary foreign to the member ("token healing"). The member's last tokens `tail`
+ * (usually one; more when its tokenizer split the last word oddly) spell the open end `r` of the
+ * text; `dists[i]` is the distribution of the token at tail position i, `dists[tail.length]` the
+ * one after the whole tail. Along that path, every token at position i that extends the rest of
+ * `r` contributes its remainder, weighted by the path's probability up to i; the whole path's
+ * probability spreads over the distribution after it; the result is renormalized over everything
+ * consistent with `r`.
  */
-export function healedCandidates(
-  vocab: Vocabulary,
-  last: number,
-  before: SparseDistribution,
-  after: SparseDistribution,
-): MemberCandidates {
-  const s = vocab.surfaces[last] ?? "";
-  let sameMass = 0;
+export function healedCandidates(vocab: Vocabulary, tail: readonly number[], dists: readonly SparseDistribution[]): MemberCandidates {
+  const levels = tail.length;
+  const rests: string[] = [];
+  for (let i = levels - 1, rest = ""; i >= 0; i--) rests[i] = rest = (vocab.surfaces[tail[i]!] ?? "") + rest;
   const builder = new CandidateBuilder();
+  let pathMass = 1;
+  let sameMass = 0;
   let extendingMass = 0;
-  let listedExtending = 0;
-  for (let i = 0; i < before.ids.length; i++) {
-    const id = before.ids[i]!;
-    const text = candidateText(vocab, id);
-    if (text === null || !text.startsWith(s) || text.length === 0) continue;
-    if (text.length === s.length) sameMass += before.probs[i]!;
-    else {
-      builder.add(text.slice(s.length), before.probs[i]!, { kind: "replace", id });
-      extendingMass += before.probs[i]!;
-      listedExtending++;
+  let unknownMass = 0;
+  let unlistedFromLevels = 0;
+  for (let level = 0; level < levels && pathMass > 0; level++) {
+    const dist = dists[level]!;
+    const rest = rests[level]!;
+    let listedExtending = 0;
+    let next = 0;
+    for (let k = 0; k < dist.ids.length; k++) {
+      const id = dist.ids[k]!;
+      const p = dist.probs[k]!;
+      if (id === tail[level]) next = p;
+      const text = candidateText(vocab, id);
+      if (text === null || text.length === 0 || !text.startsWith(rest)) continue;
+      if (text.length === rest.length) {
+        // The tail token itself (last level), or one token spelling the whole rest: its future is the path's.
+        sameMass += pathMass * p;
+      } else {
+        builder.add(text.slice(rest.length), pathMass * p, { kind: "replace", id, drop: levels - level });
+        extendingMass += pathMass * p;
+        listedExtending++;
+      }
     }
+    if (!dist.complete) {
+      const unlisted = Math.max(0, tokensExtending(vocab, rest, 0).count - listedExtending);
+      unknownMass += pathMass * Math.min(dist.unlistedMass, unlisted * dist.unlistedMax);
+      if (unlisted > 0) unlistedFromLevels += pathMass * dist.unlistedMax;
+    }
+    if (level < levels - 1) pathMass *= next;
   }
+  const after = dists[levels]!;
   if (sameMass + extendingMass <= 0) {
     // Nothing consistent survived (underflow): the member continues after its last token.
     return plainCandidates(vocab, after);
   }
-  for (let i = 0; i < after.ids.length; i++) {
-    const id = after.ids[i]!;
+  for (let k = 0; k < after.ids.length; k++) {
+    const id = after.ids[k]!;
     const text = candidateText(vocab, id);
-    if (text !== null) builder.add(text, sameMass * after.probs[i]!, { kind: "append", id });
+    if (text !== null) builder.add(text, sameMass * after.probs[k]!, { kind: "append", id });
   }
-  // Tokens extending s that were not listed bound both the normalizer and any unlisted text.
-  const unlistedExtending = before.complete ? 0 : Math.max(0, tokensExtending(vocab, s, 0).count - listedExtending);
   const zLow = sameMass + extendingMass;
-  const zHigh = zLow + Math.min(before.unlistedMass, unlistedExtending * before.unlistedMax);
-  const fromBefore = unlistedExtending > 0 ? before.unlistedMax : 0;
-  const unlistedMax = Math.min(1, (fromBefore + sameMass * after.unlistedMax) / zLow);
-  return builder.build(1 / zLow, zLow / zHigh, () => unlistedMax, unlistedMax, before.complete && after.complete, s);
+  const zHigh = zLow + unknownMass;
+  const unlistedMax = Math.min(1, (unlistedFromLevels + sameMass * after.unlistedMax) / zLow);
+  const complete = dists.every((d) => d.complete);
+  return builder.build(1 / zLow, zLow / zHigh, () => unlistedMax, unlistedMax, complete, rests[0]);
 }
