@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from "commander";
 import { registerGenerate } from "./generate.js";
+import { registerEval } from "./eval.js";
+import { registerBench } from "./bench.js";
 
 const program = new Command()
   .name("chorus")
@@ -10,6 +12,8 @@ const program = new Command()
   .exitOverride();
 
 registerGenerate(program);
+registerEval(program);
+registerBench(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -1,0 +1,147 @@
+/** Summaries of eval results: accuracy with Wilson intervals, the table, Markdown and an SVG chart. */
+import path from "node:path";
+import type { ResultRecord } from "./results.js";
+import { writeFileAtomic } from "./results.js";
+
+export interface SystemSummary {
+  readonly name: string;
+  readonly n: number;
+  readonly correct: number;
+  readonly accuracy: number;
+  readonly ci95: readonly [number, number];
+  readonly tokensPerSecond: number;
+  /** Share of steps on which every member voted; null for a member alone. */
+  readonly ensembledShare: number | null;
+  /** Items that could not run (scored as wrong). */
+  readonly errors: number;
+}
+
+export interface Summary {
+  readonly task: string;
+  readonly n: number;
+  readonly systems: readonly SystemSummary[];
+}
+
+/** Wilson score interval: stays inside [0, 1] and is honest for small n and extreme accuracies. */
+export function wilson(correct: number, n: number, z = 1.959963984540054): [number, number] {
+  if (n === 0) return [0, 1];
+  const p = correct / n;
+  const z2 = z * z;
+  const center = (p + z2 / (2 * n)) / (1 + z2 / n);
+  const half = (z / (1 + z2 / n)) * Math.sqrt((p * (1 - p)) / n + z2 / (4 * n * n));
+  return [Math.max(0, center - half), Math.min(1, center + half)];
+}
+
+export function summarize(
+  task: string,
+  itemIds: readonly string[],
+  systems: readonly { name: string; isEnsemble: boolean }[],
+  lookup: (id: string, system: string) => ResultRecord | undefined,
+): Summary {
+  return {
+    task,
+    n: itemIds.length,
+    systems: systems.map(({ name, isEnsemble }) => {
+      const records = itemIds.map((id) => lookup(id, name)).filter((r): r is ResultRecord => r !== undefined);
+      const correct = records.filter((r) => r.correct).length;
+      const tokens = records.reduce((s, r) => s + r.tokens, 0);
+      const ms = records.reduce((s, r) => s + r.ms, 0);
+      const ensembled = records.reduce((s, r) => s + r.ensembledSteps, 0);
+      return {
+        name,
+        n: records.length,
+        correct,
+        accuracy: records.length ? correct / records.length : 0,
+        ci95: wilson(correct, records.length),
+        tokensPerSecond: ms > 0 ? (1000 * tokens) / ms : 0,
+        ensembledShare: isEnsemble ? (tokens ? ensembled / tokens : 0) : null,
+        errors: records.filter((r) => r.error !== undefined).length,
+      };
+    }),
+  };
+}
+
+const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
+
+function rows(summary: Summary): string[][] {
+  return summary.systems.map((s) => [
+    s.name,
+    pct(s.accuracy),
+    `${pct(s.ci95[0])} – ${pct(s.ci95[1])}`,
+    `${s.correct}/${s.n}${s.errors ? ` (${s.errors} could not run)` : ""}`,
+    s.tokensPerSecond.toFixed(1),
+    s.ensembledShare === null ? "—" : pct(s.ensembledShare),
+  ]);
+}
+
+const HEADER = ["system", "accuracy", "95 % CI", "correct", "tok/s", "ensembled steps"];
+
+export function textTable(summary: Summary): string {
+  const all = [HEADER, ...rows(summary)];
+  const widths = HEADER.map((_, c) => Math.max(...all.map((r) => r[c]!.length)));
+  const line = (r: string[]) => r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join("  ");
+  return [`${summary.task}: ${summary.n} items`, line(HEADER), widths.map((w) => "-".repeat(w)).join("  "), ...rows(summary).map(line)].join("\n");
+}
+
+export function markdownTable(summary: Summary): string {
+  const align = HEADER.map((_, c) => (c === 0 ? "---" : "---:"));
+  return [`| ${HEADER.join(" | ")} |`, `| ${align.join(" | ")} |`, ...rows(summary).map((r) => `| ${r.join(" | ")} |`)].join("\n");
+}
+
+const escapeXml = (s: string) => s.replace(/[<>&"]/g, (c) => ({ "<": "&lt;", ">": "&gt;", "&": "&amp;", '"': "&quot;" })[c]!);
+
+/** Horizontal accuracy bars with their 95 % intervals as whiskers. */
+export function svgChart(summary: Summary): string {
+  const barHeight = 26;
+  const left = 150;
+  const width = 420;
+  const top = 36;
+  const height = top + summary.systems.length * (barHeight + 10) + 30;
+  const x = (v: number) => left + v * width;
+  const parts = summary.systems.map((s, i) => {
+    const y = top + i * (barHeight + 10);
+    const mid = y + barHeight / 2;
+    const fill = s.ensembledShare === null ? "#8fa8c8" : "#d9822b";
+    return [
+      `<text x="${left - 8}" y="${mid + 4}" text-anchor="end">${escapeXml(s.name)}</text>`,
+      `<rect x="${left}" y="${y}" width="${(s.accuracy * width).toFixed(1)}" height="${barHeight}" fill="${fill}"/>`,
+      `<line x1="${x(s.ci95[0]).toFixed(1)}" x2="${x(s.ci95[1]).toFixed(1)}" y1="${mid}" y2="${mid}" stroke="#222" stroke-width="1.5"/>`,
+      ...[s.ci95[0], s.ci95[1]].map((v) => `<line x1="${x(v).toFixed(1)}" x2="${x(v).toFixed(1)}" y1="${mid - 6}" y2="${mid + 6}" stroke="#222" stroke-width="1.5"/>`),
+      `<text x="${(x(s.ci95[1]) + 6).toFixed(1)}" y="${mid + 4}">${pct(s.accuracy)}</text>`,
+    ].join("");
+  });
+  const axisY = height - 24;
+  const ticks = [0, 0.25, 0.5, 0.75, 1].map(
+    (v) => `<line x1="${x(v)}" x2="${x(v)}" y1="${top - 4}" y2="${axisY}" stroke="#ddd"/><text x="${x(v)}" y="${axisY + 14}" text-anchor="middle">${v * 100} %</text>`,
+  );
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${left + width + 90}" height="${height}" font-family="sans-serif" font-size="12">`,
+    `<text x="${left}" y="20" font-size="14">${escapeXml(summary.task)}: accuracy on ${summary.n} items (bars), 95 % Wilson interval (whiskers)</text>`,
+    ...ticks,
+    ...parts,
+    "</svg>",
+  ].join("\n");
+}
+
+/** summary.json, summary.md and chart.svg, each written whole or not at all. */
+export function writeReports(dir: string, summary: Summary): { summary: string; markdown: string; chart: string } {
+  const files = { summary: path.join(dir, "summary.json"), markdown: path.join(dir, "summary.md"), chart: path.join(dir, "chart.svg") };
+  const json = {
+    task: summary.task,
+    n: summary.n,
+    systems: summary.systems.map((s) => ({
+      name: s.name,
+      accuracy: s.accuracy,
+      ci95: s.ci95,
+      tokensPerSecond: s.tokensPerSecond,
+      ensembledShare: s.ensembledShare,
+      correct: s.correct,
+      n: s.n,
+      errors: s.errors,
+    })),
+  };
+  writeFileAtomic(files.summary, JSON.stringify(json, null, 2) + "\n");
+  writeFileAtomic(files.markdown, `${summary.task}: ${summary.n} items\n\n${markdownTable(summary)}\n`);
+  writeFileAtomic(files.chart, svgChart(summary) + "\n");
+  return files;
+}
