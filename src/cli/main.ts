@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from "commander";
 import { registerGenerate } from "./generate.js";
+import { registerServe } from "./serve.js";
 import { registerEval } from "./eval.js";
 import { registerBench } from "./bench.js";
 
@@ -12,6 +13,7 @@ const program = new Command()
   .exitOverride();
 
 registerGenerate(program);
+registerServe(program);
 registerEval(program);
 registerBench(program);
 

@@ -199,11 +199,14 @@ function validate(raw: unknown, options: ParseConfigOptions, locate: Locator | u
   if (Array.isArray(rawMembers)) {
     rawMembers.forEach((member: unknown, i) => {
       if (member === null || typeof member !== 'object') return;
-      const model = (member as Record<string, unknown>).model;
+      const remote = (member as Record<string, unknown>).url !== undefined;
+      // A remote member's `model` is the name its server knows; its `tokenizer` is the local file.
+      const key = remote ? 'tokenizer' : 'model';
+      const model = (member as Record<string, unknown>)[key];
       if (typeof model !== 'string' || model === '') return;
       const outcome = resolveModelPath(model, baseDir, env);
       if ('problem' in outcome) {
-        const segments = ['members', i, 'model'];
+        const segments = ['members', i, key];
         issues.push({ segments, path: formatPath(segments), message: outcome.problem });
       } else {
         resolvedModels.set(i, outcome.path);
@@ -233,7 +236,11 @@ function validate(raw: unknown, options: ParseConfigOptions, locate: Locator | u
   const config = result.data;
   return {
     ...config,
-    members: config.members.map((member, i) => ({ ...member, model: resolvedModels.get(i) ?? member.model })),
+    members: config.members.map((member, i) =>
+      member.url !== undefined
+        ? { ...member, tokenizer: resolvedModels.get(i) ?? member.tokenizer }
+        : { ...member, model: resolvedModels.get(i) ?? member.model },
+    ),
   };
 }
 

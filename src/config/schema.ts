@@ -41,8 +41,22 @@ const contextSizeSchema = z.number().int().min(MIN_CONTEXT_SIZE);
 export const memberConfigSchema = z.strictObject({
   /** Short identifier used in traces, logs and weights; unique within the ensemble. */
   name: z.string().regex(MEMBER_NAME_PATTERN),
-  /** Path to a GGUF file; relative paths are resolved from the config file's directory. */
-  model: z.string().min(1),
+  /** Path to a GGUF file (relative paths start at the config file's directory); with `url`: the served model's name. */
+  model: z.string().min(1).optional(),
+  /** Remote member: base URL of an OpenAI-compatible server (vLLM or llama.cpp's server). */
+  url: z.url({ protocol: /^https?$/ }).optional(),
+  /** Remote member: the server's wire dialect (default vllm). */
+  api: z.enum(['vllm', 'llamacpp']).optional(),
+  /** Remote member: GGUF with the served model's vocabulary (a vocab-only GGUF will do), for exact local tokenization. */
+  tokenizer: z.string().min(1).optional(),
+  /** Remote member: when it keeps failing, end the request with an error (`fail`) or go on without it (`drop`). */
+  onFailure: z.enum(['fail', 'drop']).optional(),
+  /** Remote member: milliseconds to wait for one answer. */
+  timeoutMs: z.number().int().min(1).optional(),
+  /** Remote member: tries after the first one, with exponential backoff. */
+  retries: z.number().int().min(0).max(10).optional(),
+  /** Remote member: most log-probabilities the server returns per position (vLLM's --max-logprobs). */
+  maxLogprobs: z.number().int().min(1).optional(),
   /** Weight of this member's distribution in the combination (0 = member is run but muted). */
   weight: z.number().min(0).default(1),
   /** The primary member decides alone when gating is on and it is confident enough. */
@@ -134,6 +148,17 @@ export function crossFieldIssues(value: unknown): CrossFieldIssue[] {
       message: 'all member weights are 0, so no member gets a vote — give at least one member a weight > 0',
     });
   }
+
+  // Where each member runs: a local GGUF (`model`) or a server (`url` + `tokenizer`).
+  members.forEach((m, i) => {
+    const member = asRecord(m);
+    if (member.url === undefined && member.model === undefined) {
+      issues.push({ path: ['members', i, 'model'], message: 'model is required — give the path of a .gguf file (or `url:` and `tokenizer:` for a model on a server)' });
+    }
+    if (member.url !== undefined && member.tokenizer === undefined) {
+      issues.push({ path: ['members', i, 'tokenizer'], message: 'a member with `url` needs `tokenizer` — give the path of a GGUF with the served model\'s vocabulary (a vocab-only GGUF will do)' });
+    }
+  });
 
   // Primary member(s).
   const primaries = members.flatMap((m, i) => (asRecord(m).primary === true ? [i] : []));

@@ -51,3 +51,19 @@ export class MemberError extends Error {
     this.name = "MemberError";
   }
 }
+
+/** The prompt does not fit a member's context: the caller's input is at fault, not the member. */
+export class ContextOverflowError extends MemberError {
+  constructor(member: string, message: string) {
+    super(member, message);
+    this.name = "ContextOverflowError";
+  }
+}
+
+/** A member that runs elsewhere failed to answer (after its retries); `unavailable` when it could not be reached at all. */
+export class MemberUnavailableError extends MemberError {
+  constructor(member: string, message: string, readonly unavailable: boolean) {
+    super(member, message);
+    this.name = "MemberUnavailableError";
+  }
+}

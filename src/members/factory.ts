@@ -1,0 +1,33 @@
+import type { MemberSpec } from "../engine/ensemble.js";
+import { LlamaMember } from "./llama.js";
+import { MemberError, type Member } from "./member.js";
+import { RemoteMember } from "./remote.js";
+
+/** Builds the member a spec describes: a model in this process, or (with `url`) one on a server. */
+export async function createMember(spec: MemberSpec, defaults: { threads: number; contextSize?: number }): Promise<Member> {
+  if (spec.url !== undefined) {
+    if (spec.tokenizer === undefined) {
+      throw new MemberError(spec.name, "a remote member needs `tokenizer`: the path of a GGUF with the served model's vocabulary");
+    }
+    return RemoteMember.connect({
+      name: spec.name,
+      url: spec.url,
+      api: spec.api,
+      model: spec.model,
+      tokenizerPath: spec.tokenizer,
+      chatTemplate: spec.chatTemplate,
+      contextSize: spec.contextSize,
+      timeoutMs: spec.timeoutMs,
+      retries: spec.retries,
+      maxLogprobs: spec.maxLogprobs,
+    });
+  }
+  if (spec.model === undefined) throw new MemberError(spec.name, "a member needs `model` (a GGUF path) or `url` (a server)");
+  return LlamaMember.load({
+    name: spec.name,
+    modelPath: spec.model,
+    contextSize: spec.contextSize ?? defaults.contextSize,
+    threads: defaults.threads,
+    chatTemplate: spec.chatTemplate,
+  });
+}

@@ -1,0 +1,1 @@
+export const TRACE_PAGE = "<!doctype html><title>chorus</title>";
