@@ -147,6 +147,30 @@ describe("the same model listed twice", () => {
   });
 });
 
+describe("extending a distribution", () => {
+  test("more ids read at the same position get the probabilities a fresh request gives them", async () => {
+    const member = await LlamaMember.load({ name: "m", modelPath: TS656K, contextSize: 256 });
+    try {
+      const prompt = member.promptTokens({ text: "Once upon a time, there was a little girl" });
+      const tokens = [...prompt.prefix, ...prompt.text.ids];
+      const position = tokens.length - 1;
+      const [base] = await member.distributions(tokens, [{ position, topK: 5 }]);
+      const extra = [100, 200, 300, 1500];
+      const [extended] = await member.distributions(tokens, [{ position, topK: 0, extraIds: extra, extend: base }]);
+      const [fresh] = await member.distributions(tokens, [{ position, topK: 5, extraIds: extra }]);
+      for (const id of extra) {
+        const a = extended!.probs[[...extended!.ids].indexOf(id)]!;
+        const b = fresh!.probs[[...fresh!.ids].indexOf(id)]!;
+        // llama.cpp sums the total logit weight in float32, in a different order when it ranks the vocabulary.
+        assert.ok(Math.abs(a - b) < 1e-5 * b, `token ${id}: ${a} vs ${b}`);
+      }
+      assert.ok(Math.abs(extended!.unlistedMass - fresh!.unlistedMass) < 1e-6);
+    } finally {
+      await member.dispose();
+    }
+  });
+});
+
 describe("KV-cache sync", () => {
   test("distributions after erasing and re-evaluating equal a fresh evaluation", async () => {
     const warm = await LlamaMember.load({ name: "warm", modelPath: TS656K, contextSize: 256 });

@@ -24,6 +24,8 @@ export interface FetchPlan {
   readonly full?: boolean;
   /** Extra texts whose exact probability is needed. */
   readonly texts?: readonly string[];
+  /** Add the texts to the last evaluation's distributions instead of ranking the vocabulary again. */
+  readonly extendLast?: boolean;
 }
 
 /** The member's token list and the positions to read, for one evaluation. */
@@ -51,6 +53,8 @@ export class MemberTrack {
   private ownBoundary: boolean;
   /** Trailing tokens that spell the open end of the text (healed together); at least the last one. */
   private openTail = 1;
+  /** The last evaluation's plan and answers (a second look-up at the same place extends them). */
+  private lastEvaluation: { plan: EvaluationPlan; distributions: readonly SparseDistribution[] } | undefined;
   /** Candidates of the last evaluation, with the boundary they were computed for. */
   private lastCandidates: MemberCandidates | undefined;
 
@@ -193,9 +197,20 @@ export class MemberTrack {
     return { tokens, requests: [{ position: last, topK: fetch.topK, extraIds: extra, full: fetch.full }] };
   }
 
+  /** Like `plan`, but when the member is still where it was last evaluated, reuses those answers. */
+  planFetch(text: string, fetch: FetchPlan): EvaluationPlan {
+    const plan = this.plan(text, fetch);
+    const previous = this.lastEvaluation;
+    if (!fetch.extendLast || !previous || !sameTokens(previous.plan.tokens, plan.tokens)) return plan;
+    if (previous.plan.requests.length !== plan.requests.length) return plan;
+    const requests = plan.requests.map((r, k) => ({ ...r, extend: previous.distributions[k] }));
+    return { ...plan, requests };
+  }
+
   /** Turns the member's answer to `plan` into candidate continuations of the text. */
   build(plan: EvaluationPlan, distributions: readonly SparseDistribution[]): MemberCandidates {
     const vocab = this.member.vocabulary;
+    this.lastEvaluation = { plan, distributions };
     this.lastCandidates =
       plan.tail === undefined
         ? plainCandidates(vocab, distributions[0]!)
@@ -262,4 +277,10 @@ export class MemberTrack {
     }
     this.ownBoundary = true;
   }
+}
+
+function sameTokens(a: readonly number[], b: readonly number[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = a.length - 1; i >= 0; i--) if (a[i] !== b[i]) return false;
+  return true;
 }

@@ -14,6 +14,9 @@ export interface SparseDistribution {
   readonly unlistedMass: number;
   /** True when every token of the vocabulary with non-zero probability is listed. */
   readonly complete: boolean;
+  /** The largest logit and Σ exp(logit − maxLogit) over the vocabulary, when built from logits: they turn more logits at the same position into exact probabilities. */
+  readonly maxLogit?: number;
+  readonly totalLogitWeight?: number;
 }
 
 /** What a caller wants to know about one position. */
@@ -24,6 +27,11 @@ export interface DistributionRequest {
   readonly extraIds?: readonly number[];
   /** List the whole vocabulary (costly on large vocabularies; for small ones and for checks). */
   readonly full?: boolean;
+  /**
+   * An earlier answer for the same tokens and position: return it with `extraIds` added, read
+   * without ranking the vocabulary again (cheap), instead of a new top list.
+   */
+  readonly extend?: SparseDistribution;
 }
 
 /** Probability of `id` if it is listed, else undefined. */
@@ -69,7 +77,32 @@ export function fromLogits(
     unlistedMax: complete ? 0 : Math.min(kth, unlistedMass),
     unlistedMass,
     complete,
+    maxLogit,
+    totalLogitWeight,
   };
+}
+
+/** Whether `base` can be extended with more logits read at the same position. */
+export function isExtensible(base: SparseDistribution): boolean {
+  return base.maxLogit !== undefined && base.totalLogitWeight !== undefined && !base.complete;
+}
+
+/** `base` with the probabilities of more tokens, from their logits at the same position. */
+export function extendWithLogits(base: SparseDistribution, logits: ReadonlyMap<number, number>): SparseDistribution {
+  const listed = new Set(base.ids);
+  const added = [...logits].filter(([id]) => !listed.has(id));
+  const ids = new Int32Array(base.ids.length + added.length);
+  const probs = new Float64Array(ids.length);
+  ids.set(base.ids);
+  probs.set(base.probs);
+  let addedMass = 0;
+  added.forEach(([id, logit], k) => {
+    const p = Math.exp(logit - base.maxLogit!) / base.totalLogitWeight!;
+    ids[base.ids.length + k] = id;
+    probs[base.ids.length + k] = p;
+    addedMass += p;
+  });
+  return { ...base, ids, probs, unlistedMass: Math.max(0, base.unlistedMass - addedMass) };
 }
 
 /** Builds a complete distribution from a probability map over the whole vocabulary. */

@@ -9,9 +9,10 @@ import {
   type LlamaModel,
   type Token,
 } from "node-llama-cpp";
-import type { Vocabulary } from "../tokens/vocabulary.js";
-import { fromFullProbabilities, fromLogits, type SparseDistribution } from "./distribution.js";
-import { GgufTokenizer } from "./gguf-tokenizer.js";
+import { vocabularyFromGguf, type Vocabulary } from "../tokens/vocabulary.js";
+import { extendWithLogits, fromFullProbabilities, fromLogits, isExtensible, type SparseDistribution } from "./distribution.js";
+import { EncodeError, hasByteFallback, tokenizeExact, utf8SequenceLength } from "./exact-tokenize.js";
+import { renderChatPrompt, type ChatMessage } from "./chat-template.js";
 import { MemberError, type Member, type PositionRequest, type Prompt, type PromptTokens, type TokenRun } from "./member.js";
 
 export interface LlamaMemberOptions {
@@ -38,18 +39,15 @@ export function loadLlama(): Promise<Llama> {
 
 /** A GGUF model running in-process through node-llama-cpp. */
 export class LlamaMember implements Member {
-  readonly vocabulary: Vocabulary;
-
   private constructor(
     readonly name: string,
+    readonly vocabulary: Vocabulary,
     readonly contextSize: number,
     private readonly model: LlamaModel,
     private readonly context: LlamaContext,
     private readonly sequence: LlamaContextSequence,
-    private readonly tokenizer: GgufTokenizer,
-  ) {
-    this.vocabulary = tokenizer.vocabulary;
-  }
+    private readonly chatTemplate: string | undefined,
+  ) {}
 
   static async load(options: LlamaMemberOptions): Promise<LlamaMember> {
     await assertGguf(options.name, options.modelPath);
@@ -64,8 +62,18 @@ export class LlamaMember implements Member {
       const trainContext = model.trainContextSize;
       const contextSize = options.contextSize ?? Math.min(trainContext, 4096);
       const context = await model.createContext({ contextSize, threads: options.threads ?? 1, sequences: 1 });
-      const tokenizer = new GgufTokenizer(options.name, model, options.chatTemplate);
-      return new LlamaMember(options.name, context.contextSize, model, context, context.getSequence(), tokenizer);
+      const metadata = model.fileInfo.metadata;
+      const vocabulary = vocabularyFromGguf(metadata, { isEog: (id) => model.isEogToken(id as Token) });
+      const template = options.chatTemplate ?? metadata.tokenizer?.chat_template;
+      return new LlamaMember(
+        options.name,
+        vocabulary,
+        context.contextSize,
+        model,
+        context,
+        context.getSequence(),
+        typeof template === "string" && template.length > 0 ? template : undefined,
+      );
     } catch (error) {
       await model.dispose();
       if (error instanceof MemberError) throw error;
@@ -75,15 +83,29 @@ export class LlamaMember implements Member {
 
   /** Whether the GGUF carries a chat template (otherwise chat prompts fall back to plain text). */
   get hasChatTemplate(): boolean {
-    return this.tokenizer.hasChatTemplate;
+    return this.chatTemplate !== undefined;
   }
 
   tokenizeContinuation(bytes: string): TokenRun {
-    return this.tokenizer.tokenizeContinuation(bytes);
+    return this.guard(() => tokenizeExact(this.vocabulary, this.rawTokenize, bytes, "continuation"));
   }
 
   promptTokens(prompt: Prompt): PromptTokens {
-    return this.tokenizer.promptTokens(prompt);
+    const bos = this.model.tokens.shouldPrependBosToken ? this.model.tokens.bos : null;
+    if ("text" in prompt || this.chatTemplate === undefined) {
+      const text = "text" in prompt ? prompt.text : plainConversation(prompt.messages);
+      const bytes = Buffer.from(text, "utf8").toString("latin1");
+      const run = this.guard(() => tokenizeExact(this.vocabulary, this.rawTokenize, bytes, "start"));
+      return { prefix: bos === null ? [] : [bos], text: run, textBytes: bytes, endsOnOwnBoundary: false };
+    }
+    const rendered = renderChatPrompt(this.chatTemplate, prompt.messages, {
+      bosToken: this.model.tokens.bosString ?? undefined,
+      eosToken: this.model.tokens.eosString ?? undefined,
+    });
+    this.assertEncodable(rendered);
+    const ids = this.guard(() => [...this.model.tokenize(rendered, true)] as number[]);
+    if (bos !== null && ids[0] !== bos) ids.unshift(bos);
+    return { prefix: ids, text: { ids: [], byteLengths: [] }, textBytes: "", endsOnOwnBoundary: true };
   }
 
   async distributions(tokens: readonly number[], requests: readonly PositionRequest[]): Promise<SparseDistribution[]> {
@@ -111,10 +133,12 @@ export class LlamaMember implements Member {
       if (!request) return id as Token;
       const generateNext = request.full
         ? { probabilities: true }
-        : {
-            logits: { filter: { tokens: (request.extraIds ?? []) as Token[], includeTop: request.topK } },
-            totalLogitWeight: true,
-          };
+        : request.extend && isExtensible(request.extend)
+          ? { logits: { filter: { tokens: (request.extraIds ?? []) as Token[] } } }
+          : {
+              logits: { filter: { tokens: (request.extraIds ?? []) as Token[], includeTop: request.topK } },
+              totalLogitWeight: true,
+            };
       return [id as Token, { generateNext }] as [Token, { generateNext: typeof generateNext }];
     });
     const results = await this.sequence.controlledEvaluate(input);
@@ -123,6 +147,9 @@ export class LlamaMember implements Member {
       if (request.full) {
         if (!next?.probabilities) throw new MemberError(this.name, "llama.cpp returned no probabilities");
         return fromFullProbabilities(next.probabilities, request.topK);
+      }
+      if (request.extend && isExtensible(request.extend)) {
+        return next?.logits ? extendWithLogits(request.extend, next.logits) : request.extend;
       }
       if (!next?.logits || next.totalLogitWeight === undefined) {
         throw new MemberError(this.name, "llama.cpp returned no logits");
@@ -134,6 +161,35 @@ export class LlamaMember implements Member {
   async dispose(): Promise<void> {
     await this.context.dispose();
     await this.model.dispose();
+  }
+
+  private readonly rawTokenize = (text: string): readonly number[] => this.model.tokenize(text, false);
+
+  private guard<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (error) {
+      if (error instanceof EncodeError) throw new MemberError(this.name, error.message);
+      throw error;
+    }
+  }
+
+  /** llama.cpp aborts the process on a character a vocabulary without byte tokens cannot encode. */
+  private assertEncodable(text: string): void {
+    if (hasByteFallback(this.vocabulary)) return;
+    const bytes = Buffer.from(text, "utf8").toString("latin1");
+    for (let i = 0; i < bytes.length; ) {
+      const n = Math.max(1, utf8SequenceLength(bytes, i));
+      const char = bytes.slice(i, i + n);
+      if (!this.vocabulary.bySurface.has(char)) {
+        const shown = Buffer.from(char, "latin1").toString("utf8");
+        throw new MemberError(
+          this.name,
+          `the chat prompt contains ${JSON.stringify(shown)}, which this model's vocabulary cannot encode; remove it from the messages`,
+        );
+      }
+      i += n;
+    }
   }
 }
 
@@ -156,4 +212,9 @@ async function assertGguf(name: string, modelPath: string): Promise<void> {
   if (magic !== "GGUF") {
     throw new MemberError(name, `${modelPath} is not a GGUF file (it does not start with "GGUF"); convert the model to GGUF or point to the .gguf file`);
   }
+}
+
+/** The conversation as plain text, for models without a chat template. */
+function plainConversation(messages: readonly ChatMessage[]): string {
+  return messages.map((m) => m.content).join("\n\n");
 }
