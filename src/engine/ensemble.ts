@@ -1,6 +1,6 @@
 import os from "node:os";
-import { LlamaMember } from "../members/llama.js";
-import { MemberError, type Member, type Prompt } from "../members/member.js";
+import { createMember } from "../members/factory.js";
+import { ContextOverflowError, MemberUnavailableError, type Member, type Prompt } from "../members/member.js";
 import type { SparseDistribution } from "../members/distribution.js";
 import { gac } from "../methods/gac.js";
 import { unite, uniteUnion } from "../methods/unite.js";
@@ -14,8 +14,20 @@ export type MethodName = "gac" | "unite";
 
 export interface MemberSpec {
   readonly name: string;
-  /** Path of the GGUF file. */
-  readonly model: string;
+  /** Path of the GGUF file (a local member), or the model name a remote server knows (with `url`). */
+  readonly model?: string;
+  /** Base URL of an OpenAI-compatible server running this member (see members/remote.ts). */
+  readonly url?: string;
+  /** Wire dialect of the server at `url`. */
+  readonly api?: "vllm" | "llamacpp";
+  /** GGUF file whose vocabulary tokenizes locally for a remote member (a vocab-only GGUF will do). */
+  readonly tokenizer?: string;
+  /** What a generation does when this remote member keeps failing: end with an error, or go on without it. */
+  readonly onFailure?: "fail" | "drop";
+  readonly timeoutMs?: number;
+  readonly retries?: number;
+  /** Most log-probabilities the remote server returns per position (vLLM's --max-logprobs). */
+  readonly maxLogprobs?: number;
   readonly weight?: number;
   readonly primary?: boolean;
   readonly contextSize?: number;
@@ -96,7 +108,7 @@ export interface GenerationResult {
   readonly ensembledSteps: number;
   /** Steps on which GaC's bound failed and members were asked for more candidates. */
   readonly escalatedSteps: number;
-  readonly members: readonly { readonly name: string; readonly weight: number; readonly evaluations: number }[];
+  readonly members: readonly { readonly name: string; readonly weight: number; readonly evaluations: number; readonly dropped: boolean }[];
   readonly timings: { readonly totalMs: number; readonly memberMs: Record<string, number>; readonly engineMs: number };
 }
 
@@ -126,17 +138,7 @@ export class Ensemble {
     const threads = spec.threads ?? Math.max(1, Math.floor(os.availableParallelism() / spec.members.length));
     const members: Member[] = [];
     try {
-      for (const m of spec.members) {
-        members.push(
-          await LlamaMember.load({
-            name: m.name,
-            modelPath: m.model,
-            contextSize: m.contextSize ?? spec.contextSize,
-            threads,
-            chatTemplate: m.chatTemplate,
-          }),
-        );
-      }
+      for (const m of spec.members) members.push(await createMember(m, { threads, contextSize: spec.contextSize }));
     } catch (error) {
       await Promise.all(members.map((m) => m.dispose()));
       throw error;
@@ -190,13 +192,14 @@ export class Ensemble {
     const primaryIndex = spec.members.findIndex((m) => m.primary);
     if (gate && primaryIndex < 0) throw new Error("gating needs a primary member: add `primary: true` to one member");
     const active = this.members.map((_, i) => i).filter((i) => weights[i]! > 0);
-    const gated = gate !== undefined && active.length > 1 && weights[primaryIndex]! > 0;
+    let gated = gate !== undefined && active.length > 1 && weights[primaryIndex]! > 0;
+    const dropped = new Set<number>();
 
     const tracks = this.members.map((member) => new MemberTrack(member, member.promptTokens(prompt), heal));
     for (const i of active) {
       const track = tracks[i]!;
       if (track.tokenCount + 1 > this.members[i]!.contextSize) {
-        throw new MemberError(
+        throw new ContextOverflowError(
           this.members[i]!.name,
           `the prompt is ${track.tokenCount} tokens but this member's context holds ${this.members[i]!.contextSize}; shorten the prompt or raise contextSize`,
         );
@@ -219,7 +222,7 @@ export class Ensemble {
       const plans = new Map<number, EvaluationPlan>();
       for (const i of indexes) plans.set(i, tracks[i]!.planFetch(text, fetch(i)));
       const wallStart = performance.now();
-      const answers = await Promise.all(
+      const settled = await Promise.allSettled(
         indexes.map(async (i) => {
           const t0 = performance.now();
           const plan = plans.get(i)!;
@@ -230,6 +233,15 @@ export class Ensemble {
         }),
       );
       memberWallMs += performance.now() - wallStart;
+      const failed = indexes.filter((_, k) => settled[k]!.status === "rejected");
+      if (failed.length > 0) {
+        const reason = (i: number) => (settled[indexes.indexOf(i)] as PromiseRejectedResult).reason as unknown;
+        const droppable = (i: number) => reason(i) instanceof MemberUnavailableError && spec.members[i]!.onFailure === "drop";
+        const fatal = failed.find((i) => !droppable(i));
+        if (fatal !== undefined || failed.length >= active.length) throw reason(fatal ?? failed[0]!);
+        throw new DroppedMembers(failed);
+      }
+      const answers = settled.map((s) => (s as PromiseFulfilledResult<SparseDistribution[]>).value);
       const result = new Map<number, MemberCandidates>();
       indexes.forEach((i, k) => result.set(i, tracks[i]!.build(plans.get(i)!, answers[k]!)));
       return result;
@@ -242,6 +254,10 @@ export class Ensemble {
       if (active.some((i) => tracks[i]!.tokenCount + 2 > this.members[i]!.contextSize)) break;
       let candidates: Map<number, MemberCandidates>;
       let decidedAlone = false;
+      let combined: Combined;
+      let escalations = 0;
+      let voters: number[];
+      try {
       if (gated) {
         candidates = await evaluate([primaryIndex], fetchFirst);
         const primary = candidates.get(primaryIndex)!;
@@ -254,9 +270,7 @@ export class Ensemble {
         candidates = await evaluate(active, fetchFirst);
       }
 
-      let combined: Combined;
-      let escalations = 0;
-      const voters = decidedAlone ? [primaryIndex] : active;
+      voters = decidedAlone ? [primaryIndex] : [...active];
       const voterWeights = voters.map((i) => weights[i]!);
       if (method === "unite" && !decidedAlone) {
         combined = await this.uniteStep(voters, voterWeights, candidates, tracks, topK, evaluate);
@@ -274,6 +288,16 @@ export class Ensemble {
           combined = gac(voters.map((i) => candidates.get(i)!), voterWeights);
           if (full) break;
         }
+      }
+      } catch (error) {
+        if (!(error instanceof DroppedMembers)) throw error;
+        // Members on failed machines (`onFailure: drop`) leave; the step starts again without them.
+        for (const i of error.indexes) {
+          dropped.add(i);
+          active.splice(active.indexOf(i), 1);
+        }
+        if (dropped.has(primaryIndex) || active.length < 2) gated = false;
+        continue;
       }
       if (escalations > 0) escalatedSteps++;
       const winner = pickIndex(combined.scores, sampling, random);
@@ -309,7 +333,7 @@ export class Ensemble {
       steps,
       ensembledSteps,
       escalatedSteps,
-      members: this.members.map((m, i) => ({ name: m.name, weight: weights[i]!, evaluations: evaluations[i]! })),
+      members: this.members.map((m, i) => ({ name: m.name, weight: weights[i]!, evaluations: evaluations[i]!, dropped: dropped.has(i) })),
       timings: { totalMs, memberMs, engineMs: Math.max(0, totalMs - memberWallMs) },
     };
   }
@@ -385,6 +409,13 @@ export class Ensemble {
       winner: show(combined.texts[winner]!, combined.scores[winner]!),
     };
     void tracks;
+  }
+}
+
+/** Raised inside a step when members with `onFailure: drop` failed; the step is redone without them. */
+class DroppedMembers extends Error {
+  constructor(readonly indexes: readonly number[]) {
+    super(`members ${indexes.join(", ")} dropped`);
   }
 }
 

@@ -9,10 +9,9 @@ import {
   type LlamaModel,
   type Token,
 } from "node-llama-cpp";
-import { vocabularyFromGguf, type Vocabulary } from "../tokens/vocabulary.js";
+import type { Vocabulary } from "../tokens/vocabulary.js";
 import { extendWithLogits, fromFullProbabilities, fromLogits, isExtensible, type SparseDistribution } from "./distribution.js";
-import { EncodeError, hasByteFallback, tokenizeExact, utf8SequenceLength } from "./exact-tokenize.js";
-import { renderChatPrompt, type ChatMessage } from "./chat-template.js";
+import { GgufTokenizer } from "./gguf-tokenizer.js";
 import { MemberError, type Member, type PositionRequest, type Prompt, type PromptTokens, type TokenRun } from "./member.js";
 
 export interface LlamaMemberOptions {
@@ -39,15 +38,18 @@ export function loadLlama(): Promise<Llama> {
 
 /** A GGUF model running in-process through node-llama-cpp. */
 export class LlamaMember implements Member {
+  readonly vocabulary: Vocabulary;
+
   private constructor(
     readonly name: string,
-    readonly vocabulary: Vocabulary,
     readonly contextSize: number,
     private readonly model: LlamaModel,
     private readonly context: LlamaContext,
     private readonly sequence: LlamaContextSequence,
-    private readonly chatTemplate: string | undefined,
-  ) {}
+    private readonly tokenizer: GgufTokenizer,
+  ) {
+    this.vocabulary = tokenizer.vocabulary;
+  }
 
   static async load(options: LlamaMemberOptions): Promise<LlamaMember> {
     await assertGguf(options.name, options.modelPath);
@@ -62,18 +64,8 @@ export class LlamaMember implements Member {
       const trainContext = model.trainContextSize;
       const contextSize = options.contextSize ?? Math.min(trainContext, 4096);
       const context = await model.createContext({ contextSize, threads: options.threads ?? 1, sequences: 1 });
-      const metadata = model.fileInfo.metadata;
-      const vocabulary = vocabularyFromGguf(metadata, { isEog: (id) => model.isEogToken(id as Token) });
-      const template = options.chatTemplate ?? metadata.tokenizer?.chat_template;
-      return new LlamaMember(
-        options.name,
-        vocabulary,
-        context.contextSize,
-        model,
-        context,
-        context.getSequence(),
-        typeof template === "string" && template.length > 0 ? template : undefined,
-      );
+      const tokenizer = new GgufTokenizer(options.name, model, options.chatTemplate);
+      return new LlamaMember(options.name, context.contextSize, model, context, context.getSequence(), tokenizer);
     } catch (error) {
       await model.dispose();
       if (error instanceof MemberError) throw error;
@@ -83,29 +75,15 @@ export class LlamaMember implements Member {
 
   /** Whether the GGUF carries a chat template (otherwise chat prompts fall back to plain text). */
   get hasChatTemplate(): boolean {
-    return this.chatTemplate !== undefined;
+    return this.tokenizer.hasChatTemplate;
   }
 
   tokenizeContinuation(bytes: string): TokenRun {
-    return this.guard(() => tokenizeExact(this.vocabulary, this.rawTokenize, bytes, "continuation"));
+    return this.tokenizer.tokenizeContinuation(bytes);
   }
 
   promptTokens(prompt: Prompt): PromptTokens {
-    const bos = this.model.tokens.shouldPrependBosToken ? this.model.tokens.bos : null;
-    if ("text" in prompt || this.chatTemplate === undefined) {
-      const text = "text" in prompt ? prompt.text : plainConversation(prompt.messages);
-      const bytes = Buffer.from(text, "utf8").toString("latin1");
-      const run = this.guard(() => tokenizeExact(this.vocabulary, this.rawTokenize, bytes, "start"));
-      return { prefix: bos === null ? [] : [bos], text: run, textBytes: bytes, endsOnOwnBoundary: false };
-    }
-    const rendered = renderChatPrompt(this.chatTemplate, prompt.messages, {
-      bosToken: this.model.tokens.bosString ?? undefined,
-      eosToken: this.model.tokens.eosString ?? undefined,
-    });
-    this.assertEncodable(rendered);
-    const ids = this.guard(() => [...this.model.tokenize(rendered, true)] as number[]);
-    if (bos !== null && ids[0] !== bos) ids.unshift(bos);
-    return { prefix: ids, text: { ids: [], byteLengths: [] }, textBytes: "", endsOnOwnBoundary: true };
+    return this.tokenizer.promptTokens(prompt);
   }
 
   async distributions(tokens: readonly number[], requests: readonly PositionRequest[]): Promise<SparseDistribution[]> {
@@ -162,35 +140,6 @@ export class LlamaMember implements Member {
     await this.context.dispose();
     await this.model.dispose();
   }
-
-  private readonly rawTokenize = (text: string): readonly number[] => this.model.tokenize(text, false);
-
-  private guard<T>(fn: () => T): T {
-    try {
-      return fn();
-    } catch (error) {
-      if (error instanceof EncodeError) throw new MemberError(this.name, error.message);
-      throw error;
-    }
-  }
-
-  /** llama.cpp aborts the process on a character a vocabulary without byte tokens cannot encode. */
-  private assertEncodable(text: string): void {
-    if (hasByteFallback(this.vocabulary)) return;
-    const bytes = Buffer.from(text, "utf8").toString("latin1");
-    for (let i = 0; i < bytes.length; ) {
-      const n = Math.max(1, utf8SequenceLength(bytes, i));
-      const char = bytes.slice(i, i + n);
-      if (!this.vocabulary.bySurface.has(char)) {
-        const shown = Buffer.from(char, "latin1").toString("utf8");
-        throw new MemberError(
-          this.name,
-          `the chat prompt contains ${JSON.stringify(shown)}, which this model's vocabulary cannot encode; remove it from the messages`,
-        );
-      }
-      i += n;
-    }
-  }
 }
 
 /** llama.cpp is given only files that start with the GGUF magic: a clear message instead of a loader failure. */
@@ -212,9 +161,4 @@ async function assertGguf(name: string, modelPath: string): Promise<void> {
   if (magic !== "GGUF") {
     throw new MemberError(name, `${modelPath} is not a GGUF file (it does not start with "GGUF"); convert the model to GGUF or point to the .gguf file`);
   }
-}
-
-/** The conversation as plain text, for models without a chat template. */
-function plainConversation(messages: readonly ChatMessage[]): string {
-  return messages.map((m) => m.content).join("\n\n");
 }
