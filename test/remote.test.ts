@@ -6,13 +6,15 @@ import { RemoteMember, sparseFromLogprobs } from "../src/members/remote.js";
 import { LlamaMember } from "../src/members/llama.js";
 import { MemberError } from "../src/members/member.js";
 import { S260K, TS656K } from "./helpers/models.js";
-import { VllmDouble } from "./helpers/vllm-double.js";
+import { parseEnsembleConfig } from "../src/config/load.js";
+import { ConfigError } from "../src/config/schema.js";
+import { ServerDouble } from "./helpers/server-double.js";
 import { startServer } from "./helpers/server.js";
 
 const PROMPTS = ["Once upon a time, there was a little", "The dog ran to the park and"];
 
-describe("remote members over vLLM's wire format", () => {
-  let double: VllmDouble;
+describe("remote members over vLLM's and llama.cpp server's wire formats", () => {
+  let double: ServerDouble;
   const remoteSpec = (extra: Partial<MemberSpec> = {}): MemberSpec => ({
     name: "ts656k",
     url: `${double.url}/v1`,
@@ -25,7 +27,7 @@ describe("remote members over vLLM's wire format", () => {
   });
 
   before(async () => {
-    double = await VllmDouble.start({ modelPath: TS656K, servedName: "tinystories-656k", maxLogprobs: 2048 });
+    double = await ServerDouble.start({ modelPath: TS656K, servedName: "tinystories-656k", maxLogprobs: 2048 });
   });
   after(async () => {
     await double.dispose();
@@ -53,6 +55,46 @@ describe("remote members over vLLM's wire format", () => {
       await remote.dispose();
       await local.dispose();
     }
+  });
+
+  test("llama.cpp server's dialect: /props, /tokenize {content}, /completion with n_probs", async () => {
+    const server = await ServerDouble.start({ modelPath: TS656K, servedName: "ts656k.gguf", dialect: "llamacpp" });
+    const remote = await RemoteMember.connect({ name: "r", url: server.url, api: "llamacpp", tokenizerPath: TS656K, maxLogprobs: 64 });
+    const local = await LlamaMember.load({ name: "l", modelPath: TS656K, contextSize: 512 });
+    try {
+      assert.equal(remote.contextSize, 512);
+      const p = local.promptTokens({ text: PROMPTS[1]! });
+      const tokens = [...p.prefix, ...p.text.ids];
+      const requests = [{ position: tokens.length - 2, topK: 10 }, { position: tokens.length - 1, topK: 200 }];
+      const r = await remote.distributions(tokens, requests);
+      const l = await local.distributions(tokens, requests);
+      assert.equal(server.completions, 2);
+      assert.deepEqual([...r[0]!.ids], [...l[0]!.ids.slice(0, 10)]);
+      assert.equal(r[1]!.ids.length, 64, "capped at maxLogprobs");
+      assert.deepEqual([...r[1]!.ids], [...l[1]!.ids.slice(0, 64)]);
+      for (let i = 0; i < 64; i++) assert.ok(Math.abs(r[1]!.probs[i]! - l[1]!.probs[i]!) < 1e-5);
+    } finally {
+      await Promise.all([remote.dispose(), local.dispose(), server.dispose()]);
+    }
+  });
+
+  test("config: a remote member has url and tokenizer (resolved like model paths); its model is the served name", () => {
+    const config = parseEnsembleConfig({ method: "gac", members: [{ name: "r", url: "http://gpu-box:8000/v1", model: "meta-llama/Llama-3.1-8B", tokenizer: TS656K, onFailure: "drop" }] });
+    assert.equal(config.members[0]!.model, "meta-llama/Llama-3.1-8B");
+    assert.equal(config.members[0]!.tokenizer, TS656K);
+    const messages = (raw: unknown) => {
+      try {
+        parseEnsembleConfig(raw);
+      } catch (e) {
+        assert.ok(e instanceof ConfigError);
+        return e.issues.map((i) => `${i.path}: ${i.message}`).join("\n");
+      }
+      return "";
+    };
+    assert.match(messages({ method: "gac", members: [{ name: "r", url: "http://gpu-box:8000" }] }), /members\[0\]\.tokenizer: a member with `url` needs `tokenizer`/);
+    assert.match(messages({ method: "gac", members: [{ name: "r", url: "ftp://x", tokenizer: TS656K }] }), /members\[0\]\.url/);
+    assert.match(messages({ method: "gac", members: [{ name: "r", url: "http://x", tokenizer: "/no/such.gguf" }] }), /members\[0\]\.tokenizer: model file not found/);
+    assert.match(messages({ method: "gac", members: [{ name: "r", url: "http://x", tokenizer: TS656K, onFailure: "skip" }] }), /members\[0\]\.onFailure/);
   });
 
   test("sparse distribution from top log-probabilities: exact listed, bounded rest", () => {
@@ -95,7 +137,7 @@ describe("remote members over vLLM's wire format", () => {
   });
 
   test("a failing remote member: 503 through the server with onFailure: fail; the ensemble goes on without it with drop", async () => {
-    const spare = await VllmDouble.start({ modelPath: TS656K, servedName: "tinystories-656k", maxLogprobs: 2048 });
+    const spare = await ServerDouble.start({ modelPath: TS656K, servedName: "tinystories-656k", maxLogprobs: 2048 });
     const base = { threads: 1, maxTokens: 12 };
     const s260k = { name: "s260k", model: S260K, primary: true };
     const failing = await Ensemble.create({ ...base, members: [s260k, { ...remoteSpec(), url: spare.url, retries: 1 }] });

@@ -4,12 +4,16 @@ import type { LlamaContext, LlamaContextSequence, LlamaModel, Token } from "node
 import { loadLlama } from "../../src/members/llama.js";
 
 /**
- * A stand-in for a vLLM server (vLLM needs a GPU): its OpenAI-compatible wire format exactly —
- * GET /v1/models with max_model_len, POST /tokenize, POST /v1/completions with token-id prompts,
- * `logprobs: k`, `return_tokens_as_token_ids` keys "token_id:N", vLLM's error object and its
- * max_logprobs check — backed by a real GGUF model through node-llama-cpp (greedy, full softmax).
+ * A stand-in for an inference server that cannot run here (vLLM needs a GPU), in its wire format
+ * exactly, backed by a real GGUF model through node-llama-cpp (greedy, full softmax):
+ * - `vllm`: GET /v1/models with max_model_len, POST /tokenize, POST /v1/completions with token-id
+ *   prompts, `logprobs: k`, `return_tokens_as_token_ids` keys "token_id:N", vLLM's error object
+ *   and its max_logprobs check;
+ * - `llamacpp` (llama.cpp's llama-server): GET /props with default_generation_settings.n_ctx,
+ *   POST /tokenize {content}, POST /completion with `n_probs` → completion_probabilities
+ *   [{id, token, bytes, logprob, top_logprobs: [{id, token, bytes, logprob}]}].
  */
-export class VllmDouble {
+export class ServerDouble {
   /** Completions answered, for tests that count round trips. */
   completions = 0;
   private constructor(
@@ -19,7 +23,8 @@ export class VllmDouble {
     private readonly context: LlamaContext,
   ) {}
 
-  static async start(options: { modelPath: string; servedName: string; maxLogprobs?: number; contextSize?: number }): Promise<VllmDouble> {
+  static async start(options: { modelPath: string; servedName: string; maxLogprobs?: number; contextSize?: number; dialect?: "vllm" | "llamacpp" }): Promise<ServerDouble> {
+    const dialect = options.dialect ?? "vllm";
     const llama = await loadLlama();
     const model = await llama.loadModel({ modelPath: options.modelPath });
     const context = await model.createContext({ contextSize: options.contextSize ?? 512, threads: 1 });
@@ -27,11 +32,60 @@ export class VllmDouble {
     const maxLogprobs = options.maxLogprobs ?? 20;
     const maxModelLen = context.contextSize;
     let busy = Promise.resolve();
-    let double: VllmDouble | undefined;
+    let double: ServerDouble | undefined;
 
     const error = (status: number, message: string) => ({ status, body: { object: "error", message, type: "BadRequestError", param: null, code: status } });
 
+    const piece = (id: number) => {
+      const text = model.detokenize([id as Token], true);
+      return { id, token: text, bytes: [...Buffer.from(text, "utf8")] };
+    };
+    const handleLlamaCpp = async (method: string, url: string, body: Record<string, unknown>): Promise<{ status: number; body: unknown }> => {
+      const llamaError = (status: number, message: string) => ({ status, body: { error: { code: status, message, type: "invalid_request_error" } } });
+      if (method === "GET" && url === "/props") {
+        return { status: 200, body: { default_generation_settings: { n_ctx: maxModelLen, params: {} }, total_slots: 1, model_path: options.modelPath, build_info: "double" } };
+      }
+      if (method === "POST" && url === "/tokenize") {
+        if (typeof body.content !== "string") return llamaError(400, "\"content\" must be provided");
+        const tokens = [...model.tokenize(body.content, false)] as number[];
+        if (body.add_special === true && model.tokens.bos !== null && model.tokens.shouldPrependBosToken) tokens.unshift(model.tokens.bos);
+        return { status: 200, body: { tokens } };
+      }
+      if (method === "POST" && url === "/completion") {
+        const prompt = body.prompt;
+        if (!Array.isArray(prompt) || prompt.some((t) => !Number.isInteger(t))) return llamaError(400, "this double takes token-id prompts only");
+        if (body.n_predict !== 1) return llamaError(400, "this double generates n_predict: 1 only");
+        if (prompt.length + 1 > maxModelLen) return llamaError(400, `the request exceeds the available context size (${maxModelLen} tokens)`);
+        const probabilities = await evaluate(sequence, prompt as Token[]);
+        const sorted = [...probabilities.entries()].sort((a, b) => b[1] - a[1]);
+        const k = typeof body.n_probs === "number" ? body.n_probs : 0;
+        const [best, bestP] = sorted[0]!;
+        double!.completions++;
+        return {
+          status: 200,
+          body: {
+            index: 0,
+            content: piece(best).token,
+            tokens: [],
+            id_slot: 0,
+            stop: true,
+            model: options.servedName,
+            tokens_predicted: 1,
+            tokens_evaluated: prompt.length,
+            stop_type: "limit",
+            stopping_word: "",
+            tokens_cached: prompt.length,
+            completion_probabilities: [
+              { ...piece(best), logprob: Math.log(bestP), top_logprobs: sorted.slice(0, k).map(([id, p]) => ({ ...piece(id), logprob: Math.log(p) })) },
+            ],
+          },
+        };
+      }
+      return llamaError(404, "File Not Found");
+    };
+
     const handle = async (method: string, url: string, body: Record<string, unknown>): Promise<{ status: number; body: unknown }> => {
+      if (dialect === "llamacpp") return handleLlamaCpp(method, url, body);
       if (method === "GET" && url === "/v1/models") {
         return {
           status: 200,
@@ -108,7 +162,7 @@ export class VllmDouble {
     });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     const { port } = server.address() as AddressInfo;
-    double = new VllmDouble(`http://127.0.0.1:${port}`, server, model, context);
+    double = new ServerDouble(`http://127.0.0.1:${port}`, server, model, context);
     return double;
   }
 
