@@ -45,7 +45,8 @@ class ExchangeError extends Error {
  * does not list is bounded by the smallest listed one and by the mass left over. A `full`
  * request gets as many log-probabilities as the server allows (`maxLogprobs`), which is the whole
  * vocabulary only when the server is started to allow it (vLLM: --max-logprobs ≥ vocabulary size).
- * Extra ids that are not in the top list stay unlisted (covered by the bounds).
+ * Extra ids that are not in the top list stay unlisted (covered by the bounds), so a request to
+ * `extend` an earlier answer returns that answer unchanged.
  */
 export class RemoteMember implements Member {
   readonly vocabulary: Vocabulary;
@@ -101,6 +102,8 @@ export class RemoteMember implements Member {
       requests.map(async (request) => {
         const wanted = request.full ? this.vocabulary.size : request.topK;
         const k = Math.max(1, Math.min(wanted, limit, this.vocabulary.size));
+        // The server lists only its top k, never chosen ids: asking again would repeat the same list.
+        if (request.extend && !request.full && request.extend.topCount >= k) return request.extend;
         const logprobs = await this.topLogprobs(tokens.slice(0, request.position + 1), k);
         return sparseFromLogprobs(logprobs, k, this.vocabulary.size);
       }),
