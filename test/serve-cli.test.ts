@@ -1,0 +1,54 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+
+test("chorus serve: listens, answers, and on SIGTERM finishes the running stream, refuses new work, exits 0", async () => {
+  const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "serve", "-c", "examples/tinystories.yaml", "--port", "0", "--name", "tiny", "--api-key", "k1"], { cwd: root });
+  let stderr = "";
+  child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no address within 60 s: ${stderr}`)), 60_000);
+      child.stderr.on("data", () => {
+        const match = /serving model 'tiny' \(s260k \+ ts656k\) at (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr);
+        if (match) {
+          clearTimeout(timer);
+          resolve(match[1]!);
+        }
+      });
+    });
+    const headers = { authorization: "Bearer k1", "content-type": "application/json" };
+    const models = (await (await fetch(`${url}/v1/models`, { headers })).json()) as { data: { id: string }[] };
+    assert.deepEqual(models.data.map((m) => m.id), ["tiny"]);
+
+    const response = await fetch(`${url}/v1/completions`, {
+      method: "POST",
+      headers,
+      body: JSON.stringify({ model: "tiny", prompt: "Once upon a time", max_tokens: 120, stream: true }),
+    });
+    const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let body = (await reader.read()).value ?? "";
+    child.kill("SIGTERM");
+    await new Promise((r) => setTimeout(r, 100));
+    const refused = await fetch(`${url}/v1/models`, { headers }).then((r) => r.status, () => "closed");
+    assert.ok(refused === 503 || refused === "closed", `during the drain: ${refused}`);
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      body += value;
+    }
+    assert.ok(body.endsWith("data: [DONE]\n\n"), body.slice(-100));
+    const events = body.split("\n\n").filter((e) => e.startsWith("data: {")).map((e) => JSON.parse(e.slice(6)) as { choices: { finish_reason: string | null }[] });
+    assert.ok(["length", "stop"].includes(events.at(-1)!.choices[0]!.finish_reason!), "the stream ran to its end");
+    assert.equal(await exited, 0);
+    assert.match(stderr, /SIGTERM: finishing 1 request\(s\), then exiting/);
+    assert.match(stderr, /tiny stream done: \d+ steps/);
+  } finally {
+    child.kill("SIGKILL");
+  }
+});
