@@ -151,12 +151,15 @@ test('YAML and JSON files load; relative model paths start at the file\'s folder
   assert.equal((await loadEnsembleConfig(other, { env: {} })).members[0].model, path.join(sub, 'local.gguf'));
 });
 
-test('method: eva and deepen are not implemented yet; anything else is unknown', () => {
-  for (const method of ['eva', 'deepen']) {
-    const error = configError(() => parse(base({ method })));
-    assert.match(issueAt(error, 'method').message, new RegExp(`method "${method}" is not implemented yet — use one of: gac, unite`));
+test('method: eva and deepen with their parameters and main member; anything else is unknown', () => {
+  for (const method of ['eva', 'deepen'] as const) {
+    assert.equal(parse(base({ method })).method, method);
   }
-  assert.match(issueAt(configError(() => parse(base({ method: 'gak' }))), 'method').message, /unknown method "gak" — use one of: gac, unite/);
+  const evaConfig = parse(base({ method: 'eva', main: 'ts656k', eva: { faithfulK: 5 }, deepen: { keep: 64 } }));
+  assert.equal(evaConfig.main, 'ts656k');
+  assert.equal(evaConfig.eva?.faithfulK, 5);
+  assert.match(issueAt(configError(() => parse(base({ method: 'eva', main: 'zz' }))), 'main').message, /no member is named "zz"/);
+  assert.match(issueAt(configError(() => parse(base({ method: 'gak' }))), 'method').message, /unknown method "gak" — use one of: gac, unite, eva, deepen/);
   assert.match(issueAt(configError(() => parse(base({ method: 3 }))), 'method').message, /method must be a string, got 3/);
   const noMethod = { members: [{ name: 'a', model: S260K }] };
   assert.match(issueAt(configError(() => parse(noMethod)), 'method').message, /method is required — use one of: gac, unite/);
@@ -279,7 +282,7 @@ test('unknown keys are errors, with a "did you mean" suggestion when close', () 
 test('every mistake is reported at once, one per line', () => {
   const error = configError(() =>
     parse({
-      method: 'eva',
+      method: 'evaa',
       topK: 0,
       sampling: { topK: 1.5 }, // an aborting check must not hide the cross-field rules
       gate: { threshold: 2 },

@@ -4,6 +4,9 @@ import { loadEnsembleConfig } from "../config/load.js";
 import { Ensemble, type GenerateOptions, type MethodName, type Step } from "../engine/ensemble.js";
 import type { Prompt } from "../members/member.js";
 import { IMPLEMENTED_METHODS, methodProblem } from "../config/schema.js";
+import { isIdSpaceMethod } from "../engine/id-space.js";
+import type { AlignMethod } from "../align/alignment.js";
+import { progressBar } from "./progress.js";
 
 interface GenerateFlags {
   config: string;
@@ -78,7 +81,14 @@ async function runGenerate(promptArg: string | undefined, flags: GenerateFlags):
   const text = promptArg ?? (await readStdin());
   const prompt: Prompt = flags.chat ? { messages: [{ role: "user", content: text }] } : { text };
   const gate = flags.only !== undefined ? undefined : config.gate;
-  const ensemble = await Ensemble.create({ ...config, gate, members });
+  const bar = progressBar();
+  const ensemble = await Ensemble.create({
+    ...config,
+    gate,
+    members,
+    main: flags.only === undefined ? config.main : undefined,
+    alignCache: { cacheDir: config.cacheDir, onProgress: bar.update, onNote: (message) => process.stderr.write(`chorus: ${message}\n`) },
+  });
   try {
     const options: GenerateOptions = {
       method: flags.method as MethodName | undefined,
@@ -89,6 +99,9 @@ async function runGenerate(promptArg: string | undefined, flags: GenerateFlags):
       weights: flags.only === undefined ? flags.weights : undefined,
       trace: flags.trace,
     };
+    if (isIdSpaceMethod(flags.method ?? config.method) && members.length > 1) {
+      await ensemble.prepareAlignment((flags.method ?? config.method) as AlignMethod).finally(bar.end);
+    }
     const stream = ensemble.stream(prompt, options);
     for (;;) {
       const next = await stream.next();
@@ -113,6 +126,7 @@ function formatTrace(step: Step): string {
   for (const m of t.members) {
     lines.push(`  ${m.name}${m.healed ? " (healed)" : ""}: ${m.top.map((c) => `${show(c.text)} ${c.probability.toFixed(3)}`).join("  ")}`);
   }
+  if (t.survivors) lines.push(`  EVA faithfulness filter: ${t.survivors.length > 0 ? `kept ${t.survivors.join(", ")}` : "no member passed; all averaged"}`);
   return lines.join("\n");
 }
 

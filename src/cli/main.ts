@@ -4,6 +4,7 @@ import { registerGenerate } from "./generate.js";
 import { registerServe } from "./serve.js";
 import { registerEval } from "./eval.js";
 import { registerBench } from "./bench.js";
+import { registerAlign } from "./align.js";
 
 const program = new Command()
   .name("chorus")
@@ -16,6 +17,7 @@ registerGenerate(program);
 registerServe(program);
 registerEval(program);
 registerBench(program);
+registerAlign(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -261,7 +261,7 @@ function normalizedPath(segments: readonly PathSegment[]): string {
 
 /** How to fix a wrong value, by (normalized) path. */
 const FIXES: Record<string, string> = {
-  method: 'use one of: gac, unite',
+  method: 'use one of: gac, unite, eva, deepen',
   topK: 'use an integer from 1 to 1000 (default 10)',
   heal: 'use true or false (default true)',
   gate: 'write e.g. `gate: { threshold: 0.9 }`, or remove `gate` to disable gating',

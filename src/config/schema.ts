@@ -11,9 +11,9 @@
 import { z } from 'zod';
 
 /** Methods that can be run today. */
-export const IMPLEMENTED_METHODS = ['gac', 'unite'] as const;
+export const IMPLEMENTED_METHODS = ['gac', 'unite', 'eva', 'deepen'] as const;
 /** Methods the project plans (see DESIGN.md) but that are not implemented yet. */
-export const PLANNED_METHODS = ['eva', 'deepen'] as const;
+export const PLANNED_METHODS = [] as readonly string[];
 
 export type EnsembleMethod = (typeof IMPLEMENTED_METHODS)[number];
 
@@ -98,6 +98,30 @@ const ensembleObjectSchema = z.strictObject({
   contextSize: contextSizeSchema.optional(),
   /** Threads per member context. */
   threads: z.number().int().min(1).optional(),
+  /** EVA/DeePEn: the member whose vocabulary the others are mapped into; default the primary member, else the first. */
+  main: z.string().regex(MEMBER_NAME_PATTERN).optional(),
+  /** EVA's parameters (Xu et al. 2024 defaults). */
+  eva: z
+    .strictObject({
+      topK: z.number().int().min(1).max(100).optional(),
+      minScore: z.number().optional(),
+      uniformStd: z.number().min(0).optional(),
+      uniformMinKept: z.number().int().min(0).optional(),
+      faithfulK: z.number().int().min(1).optional(),
+    })
+    .optional(),
+  /** DeePEn's parameters (Huang et al. 2024 defaults; `keep` is chorus's sparse cut of R). */
+  deepen: z
+    .strictObject({
+      temperature: z.number().gt(0).optional(),
+      keep: z.number().int().min(1).optional(),
+      steps: z.number().int().min(0).max(100).optional(),
+      learningRate: z.number().gt(0).optional(),
+      finalLearningRate: z.number().gt(0).optional(),
+    })
+    .optional(),
+  /** Where EVA/DeePEn alignments are cached (default $CHORUS_CACHE or ~/.cache/chorus/align). */
+  cacheDir: z.string().min(1).optional(),
   members: z.array(memberConfigSchema).min(1),
 });
 
@@ -166,6 +190,12 @@ export function crossFieldIssues(value: unknown): CrossFieldIssue[] {
     issues.push({
       path: ['members', primaries[1], 'primary'],
       message: `more than one primary member (${primaries.map((i) => `members[${i}]`).join(', ')}) — keep \`primary: true\` on exactly one member`,
+    });
+  }
+  if (typeof root.main === 'string' && members.length > 0 && !members.some((m) => asRecord(m).name === root.main)) {
+    issues.push({
+      path: ['main'],
+      message: `no member is named "${root.main}" — use one of: ${members.map((m) => String(asRecord(m).name)).join(', ')}`,
     });
   }
   if (root.gate !== undefined && root.gate !== null && primaries.length === 0) {

@@ -9,8 +9,11 @@ import { END_TEXT, type MemberCandidates } from "./candidates.js";
 import { MemberTrack, type EvaluationPlan, type FetchPlan } from "./member-track.js";
 import { pickIndex, seededRandom, type SamplingOptions } from "./sampling.js";
 import { TextOutput } from "./text-output.js";
+import { IdSpaceMethod, isIdSpaceMethod, type DeepenOptions, type EvaOptions } from "./id-space.js";
+import type { PrepareOptions } from "../align/cache.js";
+import type { AlignMethod } from "../align/alignment.js";
 
-export type MethodName = "gac" | "unite";
+export type MethodName = "gac" | "unite" | "eva" | "deepen";
 
 export interface MemberSpec {
   readonly name: string;
@@ -46,6 +49,12 @@ export interface EnsembleSpec {
   readonly contextSize?: number;
   /** Threads per member context; default: the machine's cores shared among the members. */
   readonly threads?: number;
+  /** EVA/DeePEn: the member whose vocabulary the others are mapped into (default: the primary, else the first). */
+  readonly main?: string;
+  readonly eva?: EvaOptions;
+  readonly deepen?: DeepenOptions;
+  /** EVA/DeePEn alignment cache (directory, progress); `cacheDir: false` builds without caching. */
+  readonly alignCache?: Omit<PrepareOptions, "cacheWriteErrors">;
   readonly members: readonly MemberSpec[];
 }
 
@@ -83,6 +92,8 @@ export interface StepTrace {
   }[];
   readonly combined: readonly CandidateTrace[];
   readonly winner: CandidateTrace;
+  /** EVA: the members that passed the faithfulness filter this step (empty: none did, and all were averaged). */
+  readonly survivors?: readonly string[];
 }
 
 /** One generation step: the chosen continuation and what it took. */
@@ -170,6 +181,20 @@ export class Ensemble {
     }
   }
 
+  private readonly idSpaceMethods = new Map<AlignMethod, Promise<IdSpaceMethod>>();
+
+  /** EVA/DeePEn: the alignment, built or loaded from the cache once per ensemble and method. */
+  prepareAlignment(method: AlignMethod): Promise<IdSpaceMethod> {
+    let prepared = this.idSpaceMethods.get(method);
+    if (!prepared) {
+      const spec = this.spec;
+      prepared = IdSpaceMethod.prepare(method, this.members, spec.members, spec.main, spec, { ...spec.alignCache, cacheWriteErrors: "note" });
+      prepared.catch(() => this.idSpaceMethods.delete(method));
+      this.idSpaceMethods.set(method, prepared);
+    }
+    return prepared;
+  }
+
   async dispose(): Promise<void> {
     await Promise.all(this.members.map((m) => m.dispose()));
   }
@@ -195,6 +220,7 @@ export class Ensemble {
     let gated = gate !== undefined && active.length > 1 && weights[primaryIndex]! > 0;
     const dropped = new Set<number>();
 
+    const idSpace = isIdSpaceMethod(method) && options.only === undefined && active.length > 1 ? await this.prepareAlignment(method) : undefined;
     const tracks = this.members.map((member) => new MemberTrack(member, member.promptTokens(prompt), heal));
     for (const i of active) {
       const track = tracks[i]!;
@@ -257,6 +283,7 @@ export class Ensemble {
       let combined: Combined;
       let escalations = 0;
       let voters: number[];
+      let survivors: readonly string[] | undefined;
       try {
       if (gated) {
         candidates = await evaluate([primaryIndex], fetchFirst);
@@ -272,7 +299,9 @@ export class Ensemble {
 
       voters = decidedAlone ? [primaryIndex] : [...active];
       const voterWeights = voters.map((i) => weights[i]!);
-      if (method === "unite" && !decidedAlone) {
+      if (idSpace && !decidedAlone && voters.length > 1) {
+        ({ combined, survivors } = idSpace.step(voters, voterWeights, candidates));
+      } else if (method === "unite" && !decidedAlone) {
         combined = await this.uniteStep(voters, voterWeights, candidates, tracks, topK, evaluate);
       } else {
         combined = gac(voters.map((i) => candidates.get(i)!), voterWeights);
@@ -305,7 +334,7 @@ export class Ensemble {
       steps++;
       if (!decidedAlone) ensembledSteps++;
 
-      const trace = options.trace ? this.traceOf(voters, candidates, tracks, combined, winner) : undefined;
+      const trace = options.trace ? { ...this.traceOf(voters, candidates, tracks, combined, winner), survivors } : undefined;
       if (chosen === END_TEXT) {
         finishReason = "stop";
         const rest = output.next(text, true);
@@ -314,7 +343,7 @@ export class Ensemble {
       }
       const before = text.length;
       text += chosen;
-      for (const i of voters) tracks[i]!.accept(chosen, before, voters.length === 1);
+      for (const i of voters) tracks[i]!.accept(chosen, before, voters.length === 1 || i === idSpace?.mainIndex);
       const stopAt = output.findStop(text);
       if (stopAt >= 0) {
         text = text.slice(0, stopAt);

@@ -1,0 +1,82 @@
+/**
+ * DeePEn's relative representations (Huang et al. 2024): each token is described by its
+ * similarity to a shared set of anchor tokens, R = softmax_row(T · L2norm_row(cos(E, E_anchors))),
+ * from the member's input embeddings.
+ *
+ * The reference stores R dense (|V| × |A| floats: tens of GB for 128k–152k vocabularies). Here each
+ * row keeps only its `keep` largest entries, renormalized to sum to 1, so memory is O(|V| · keep);
+ * the probability mass the cut drops is measured and reported (mean and max over rows).
+ */
+import { normalizeRows, rowDot } from "./embedding-math.js";
+import { SparseRowsBuilder, topIndexes, type SparseRows } from "./sparse-rows.js";
+import type { EmbeddingMatrix } from "./eva-map.js";
+
+export interface DeepenParams {
+  /** Softmax temperature T applied to the L2-normalized cosine row. */
+  readonly temperature: number;
+  /** Entries kept per row (top-m). */
+  readonly keep: number;
+}
+
+export const DEEPEN_DEFAULTS: DeepenParams = { temperature: 100, keep: 256 };
+
+export interface RelativeStats {
+  readonly anchors: number;
+  readonly entries: number;
+  /** Mass of R's rows outside the kept entries, before renormalizing. */
+  readonly droppedMassMean: number;
+  readonly droppedMassMax: number;
+}
+
+/** Builds one member's sparse relative representation over the anchors `anchorIds` (normalizes `e` in place). */
+export function buildRelative(
+  e: EmbeddingMatrix,
+  anchorIds: Int32Array,
+  params: DeepenParams = DEEPEN_DEFAULTS,
+  onProgress?: (done: number, total: number) => void,
+): { relative: SparseRows; stats: RelativeStats } {
+  const a = anchorIds.length;
+  if (a === 0) throw new Error("DeePEn needs anchor tokens spelled identically by every member, and these members share none; use method gac or unite");
+  normalizeRows(e.data, e.width);
+  const anchors = new Float32Array(a * e.width);
+  anchorIds.forEach((id, k) => anchors.set(e.data.subarray(id * e.width, (id + 1) * e.width), k * e.width));
+  const keep = Math.min(params.keep, a);
+  const builder = new SparseRowsBuilder(e.rows, a, keep);
+  const row = new Float64Array(a);
+  const order = new Int32Array(keep + 1);
+  const cols = new Int32Array(keep);
+  const vals = new Float64Array(keep);
+  let droppedSum = 0;
+  let droppedMax = 0;
+  for (let i = 0; i < e.rows; i++) {
+    let norm = 0;
+    for (let k = 0; k < a; k++) {
+      const c = rowDot(e.data, i, anchors, k, e.width);
+      row[k] = c;
+      norm += c * c;
+    }
+    const scale = norm > 0 ? params.temperature / Math.sqrt(norm) : 0;
+    let max = -Infinity;
+    for (let k = 0; k < a; k++) if ((row[k] = row[k]! * scale) > max) max = row[k]!;
+    let z = 0;
+    for (let k = 0; k < a; k++) z += row[k] = Math.exp(row[k]! - max);
+    const n = topIndexes(row, a, keep, order);
+    let kept = 0;
+    for (let k = 0; k < n; k++) kept += row[order[k]!]!;
+    const dropped = 1 - kept / z;
+    droppedSum += dropped;
+    if (dropped > droppedMax) droppedMax = dropped;
+    for (let k = 0; k < n; k++) {
+      cols[k] = order[k]!;
+      vals[k] = row[order[k]!]! / kept;
+    }
+    builder.addRow(cols, vals, n);
+    if (onProgress && i % 256 === 0) onProgress(i, e.rows);
+  }
+  onProgress?.(e.rows, e.rows);
+  const relative = builder.build();
+  return {
+    relative,
+    stats: { anchors: a, entries: relative.cols.length, droppedMassMean: e.rows > 0 ? droppedSum / e.rows : 0, droppedMassMax: droppedMax },
+  };
+}

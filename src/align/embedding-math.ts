@@ -1,0 +1,46 @@
+/** Row operations on row-major float32 matrices (rows × width). */
+
+/** Scales every row to unit length (zero rows stay zero). */
+export function normalizeRows(m: Float32Array, width: number): void {
+  for (let at = 0; at < m.length; at += width) {
+    let sum = 0;
+    for (let k = 0; k < width; k++) sum += m[at + k]! * m[at + k]!;
+    if (sum <= 0) continue;
+    const inv = 1 / Math.sqrt(sum);
+    for (let k = 0; k < width; k++) m[at + k]! *= inv;
+  }
+}
+
+/** Subtracts the column means. */
+export function centerColumns(m: Float32Array, width: number): void {
+  const rows = m.length / width;
+  const mean = new Float64Array(width);
+  for (let at = 0; at < m.length; at += width) for (let k = 0; k < width; k++) mean[k]! += m[at + k]!;
+  for (let k = 0; k < width; k++) mean[k]! /= rows;
+  for (let at = 0; at < m.length; at += width) for (let k = 0; k < width; k++) m[at + k]! -= mean[k]!;
+}
+
+/** Dot product of row a of `x` and row b of `y` (both of the given width). */
+export function rowDot(x: Float32Array, a: number, y: Float32Array, b: number, width: number): number {
+  let s = 0;
+  const i = a * width;
+  const j = b * width;
+  for (let k = 0; k < width; k++) s += x[i + k]! * y[j + k]!;
+  return s;
+}
+
+/** `m` (rows × width) times `p` (width × out, row-major float64) → rows × out float32. */
+export function project(m: Float32Array, width: number, p: Float64Array, out: number): Float32Array {
+  const rows = m.length / width;
+  const result = new Float32Array(rows * out);
+  for (let r = 0; r < rows; r++) {
+    for (let k = 0; k < width; k++) {
+      const v = m[r * width + k]!;
+      if (v === 0) continue;
+      const pk = k * out;
+      const rr = r * out;
+      for (let c = 0; c < out; c++) result[rr + c]! += v * p[pk + c]!;
+    }
+  }
+  return result;
+}
