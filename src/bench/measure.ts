@@ -53,7 +53,7 @@ function row(setup: string, system: string, r: GenerationResult): BenchRow {
   };
 }
 
-const METHOD_LABEL: Record<MethodName, string> = { gac: "GaC", unite: "UniTE" };
+const METHOD_LABEL: Partial<Record<MethodName, string>> = { gac: "GaC", unite: "UniTE" };
 
 export async function benchEnsemble(spec: EnsembleSpec, options: BenchOptions): Promise<BenchRow[]> {
   const hasPrimary = spec.members.some((m) => m.primary);
@@ -61,8 +61,9 @@ export async function benchEnsemble(spec: EnsembleSpec, options: BenchOptions): 
   const runs: [string, GenerateOptions][] = spec.members.map((m) => [`${m.name} alone`, { only: m.name, gate: null }]);
   if (spec.members.length > 1) {
     for (const method of options.methods ?? (["gac", "unite"] as const)) {
-      runs.push([METHOD_LABEL[method], { method, gate: null }]);
-      if (hasPrimary) runs.push([`${METHOD_LABEL[method]} gated ${threshold}`, { method, gate: { threshold } }]);
+      const label = METHOD_LABEL[method] ?? method;
+      runs.push([label, { method, gate: null }]);
+      if (hasPrimary) runs.push([`${label} gated ${threshold}`, { method, gate: { threshold } }]);
     }
   }
   if (!hasPrimary && spec.members.length > 1) options.log?.("  no member has primary: true, so the gated rows are left out");

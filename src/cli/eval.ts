@@ -22,6 +22,7 @@ interface EvalFlags {
   method?: string;
   gate?: number | null;
   weights?: number[];
+  heal: boolean;
 }
 
 const integer = (name: string, min: number) => (value: string) => {
@@ -58,6 +59,7 @@ export function registerEval(program: Command): void {
         return n;
       }),
     )
+    .option("--no-heal", "turn token healing off (overriding the config)")
     .action(async (flags: EvalFlags) => {
       await runEvalCommand(flags);
     });
@@ -86,6 +88,7 @@ async function runEvalCommand(flags: EvalFlags): Promise<void> {
     method: flags.method as MethodName | undefined,
     gate: flags.gate,
     weights: flags.weights,
+    heal: flags.heal === false ? false : undefined,
     progress: progressBar(),
   });
   process.stdout.write(textTable(summary) + "\n");

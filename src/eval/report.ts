@@ -9,17 +9,34 @@ export interface SystemSummary {
   readonly correct: number;
   readonly accuracy: number;
   readonly ci95: readonly [number, number];
+  /** Generation steps (chosen pieces of text, whose length differs by system) per second, prompt evaluation included. */
   readonly tokensPerSecond: number;
+  /** Mean time per item, prompt evaluation included: the cost that compares across systems. */
+  readonly msPerItem: number;
   /** Share of steps on which every member voted; null for a member alone. */
   readonly ensembledShare: number | null;
   /** Items that could not run (scored as wrong). */
   readonly errors: number;
 }
 
+/** The ensemble against its best member alone, item by item. */
+export interface Comparison {
+  readonly system: string;
+  readonly baseline: string;
+  /** Accuracy difference (system − baseline), in [-1, 1]. */
+  readonly difference: number;
+  /** 95 % interval of the paired difference (normal approximation over items both ran). */
+  readonly ci95: readonly [number, number];
+  /** Items only the system got right, and only the baseline. */
+  readonly wins: number;
+  readonly losses: number;
+}
+
 export interface Summary {
   readonly task: string;
   readonly n: number;
   readonly systems: readonly SystemSummary[];
+  readonly comparison?: Comparison;
 }
 
 /** Wilson score interval: stays inside [0, 1] and is honest for small n and extreme accuracies. */
@@ -32,16 +49,23 @@ export function wilson(correct: number, n: number, z = 1.959963984540054): [numb
   return [Math.max(0, center - half), Math.min(1, center + half)];
 }
 
+/** Paired accuracy difference of two systems over the same items, with a normal-approximation 95 % interval. */
+export function pairedDifference(a: readonly boolean[], b: readonly boolean[]): { difference: number; ci95: [number, number]; wins: number; losses: number } {
+  const n = a.length;
+  const d = a.map((x, i) => Number(x) - Number(b[i]));
+  const mean = n ? d.reduce((s, v) => s + v, 0) / n : 0;
+  const variance = n > 1 ? d.reduce((s, v) => s + (v - mean) ** 2, 0) / (n - 1) : 0;
+  const half = 1.959963984540054 * Math.sqrt(variance / Math.max(1, n));
+  return { difference: mean, ci95: [mean - half, mean + half], wins: d.filter((v) => v > 0).length, losses: d.filter((v) => v < 0).length };
+}
+
 export function summarize(
   task: string,
   itemIds: readonly string[],
   systems: readonly { name: string; isEnsemble: boolean }[],
   lookup: (id: string, system: string) => ResultRecord | undefined,
 ): Summary {
-  return {
-    task,
-    n: itemIds.length,
-    systems: systems.map(({ name, isEnsemble }) => {
+  const systemSummaries = systems.map(({ name, isEnsemble }) => {
       const records = itemIds.map((id) => lookup(id, name)).filter((r): r is ResultRecord => r !== undefined);
       const correct = records.filter((r) => r.correct).length;
       const tokens = records.reduce((s, r) => s + r.tokens, 0);
@@ -54,11 +78,37 @@ export function summarize(
         accuracy: records.length ? correct / records.length : 0,
         ci95: wilson(correct, records.length),
         tokensPerSecond: ms > 0 ? (1000 * tokens) / ms : 0,
+        msPerItem: records.length ? ms / records.length : 0,
         ensembledShare: isEnsemble ? (tokens ? ensembled / tokens : 0) : null,
         errors: records.filter((r) => r.error !== undefined).length,
       };
-    }),
-  };
+    });
+  return { task, n: itemIds.length, systems: systemSummaries, comparison: compareWithBestMember(itemIds, systems, systemSummaries, lookup) };
+}
+
+function compareWithBestMember(
+  itemIds: readonly string[],
+  systems: readonly { name: string; isEnsemble: boolean }[],
+  summaries: readonly SystemSummary[],
+  lookup: (id: string, system: string) => ResultRecord | undefined,
+): Comparison | undefined {
+  const ensemble = systems.find((s) => s.isEnsemble);
+  const members = summaries.filter((s) => systems.some((x) => x.name === s.name && !x.isEnsemble));
+  if (!ensemble || members.length === 0) return undefined;
+  const best = members.reduce((a, b) => (b.accuracy > a.accuracy ? b : a));
+  const both = itemIds.filter((id) => lookup(id, ensemble.name) && lookup(id, best.name));
+  const paired = pairedDifference(
+    both.map((id) => lookup(id, ensemble.name)!.correct),
+    both.map((id) => lookup(id, best.name)!.correct),
+  );
+  return { system: ensemble.name, baseline: best.name, ...paired };
+}
+
+const points = (x: number) => `${x >= 0 ? "+" : "−"}${Math.abs(100 * x).toFixed(1)}`;
+
+/** "ensemble − s260k (best member alone): +3.4 points (95 % CI +1.2 to +5.6; 61 items won, 27 lost)". */
+export function comparisonLine(c: Comparison): string {
+  return `${c.system} − ${c.baseline} (best member alone): ${points(c.difference)} points (paired 95 % CI ${points(c.ci95[0])} to ${points(c.ci95[1])}; ${c.wins} items only the ${c.system} got right, ${c.losses} only ${c.baseline})`;
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
@@ -70,17 +120,20 @@ function rows(summary: Summary): string[][] {
     `${pct(s.ci95[0])} – ${pct(s.ci95[1])}`,
     `${s.correct}/${s.n}${s.errors ? ` (${s.errors} could not run)` : ""}`,
     s.tokensPerSecond.toFixed(1),
+    s.msPerItem.toFixed(1),
     s.ensembledShare === null ? "—" : pct(s.ensembledShare),
   ]);
 }
 
-const HEADER = ["system", "accuracy", "95 % CI", "correct", "tok/s", "ensembled steps"];
+const HEADER = ["system", "accuracy", "95 % CI", "correct", "tok/s", "ms/item", "ensembled steps"];
 
 export function textTable(summary: Summary): string {
   const all = [HEADER, ...rows(summary)];
   const widths = HEADER.map((_, c) => Math.max(...all.map((r) => r[c]!.length)));
   const line = (r: string[]) => r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join("  ");
-  return [`${summary.task}: ${summary.n} items`, line(HEADER), widths.map((w) => "-".repeat(w)).join("  "), ...rows(summary).map(line)].join("\n");
+  const table = [`${summary.task}: ${summary.n} items`, line(HEADER), widths.map((w) => "-".repeat(w)).join("  "), ...rows(summary).map(line)];
+  if (summary.comparison) table.push("", comparisonLine(summary.comparison));
+  return table.join("\n");
 }
 
 export function markdownTable(summary: Summary): string {
@@ -134,14 +187,16 @@ export function writeReports(dir: string, summary: Summary): { summary: string; 
       accuracy: s.accuracy,
       ci95: s.ci95,
       tokensPerSecond: s.tokensPerSecond,
+      msPerItem: s.msPerItem,
       ensembledShare: s.ensembledShare,
       correct: s.correct,
       n: s.n,
       errors: s.errors,
     })),
+    comparison: summary.comparison,
   };
   writeFileAtomic(files.summary, JSON.stringify(json, null, 2) + "\n");
-  writeFileAtomic(files.markdown, `${summary.task}: ${summary.n} items\n\n${markdownTable(summary)}\n`);
+  writeFileAtomic(files.markdown, `${summary.task}: ${summary.n} items\n\n${markdownTable(summary)}\n${summary.comparison ? `\n${comparisonLine(summary.comparison)}\n` : ""}`);
   writeFileAtomic(files.chart, svgChart(summary) + "\n");
   return files;
 }

@@ -29,6 +29,8 @@ export interface EvalOptions {
   /** A threshold, `null` for no gating, or undefined for the config's. */
   readonly gate?: number | null;
   readonly weights?: readonly number[];
+  /** Token healing on or off, overriding the config. */
+  readonly heal?: boolean;
   readonly progress?: EvalProgress;
 }
 
@@ -75,10 +77,11 @@ export async function runEval(config: EnsembleConfig, options: EvalOptions): Pro
   const method = options.method ?? config.method;
   const weights = options.weights ?? config.members.map((m) => m.weight);
   const maxTokens = options.maxTokens ?? task.maxTokens;
+  const heal = options.heal ?? config.heal;
   // Greedy decoding whatever the config says: results must be reproducible for --resume and comparisons.
-  const common: GenerateOptions = { maxTokens, stop: task.stop, sampling: { temperature: 0 } };
+  const common: GenerateOptions = { maxTokens, heal, stop: task.stop, sampling: { temperature: 0 } };
   const systems: System[] = [
-    { name: ENSEMBLE_SYSTEM, isEnsemble: names.length > 1, options: { ...common, method, weights, gate: gate ?? null } },
+    { name: ENSEMBLE_SYSTEM, isEnsemble: true, options: { ...common, method, weights, gate: gate ?? null } },
     ...(options.membersToo ? names.map((name) => ({ name, isEnsemble: false, options: { ...common, only: name, gate: null } })) : []),
   ];
 
@@ -91,7 +94,7 @@ export async function runEval(config: EnsembleConfig, options: EvalOptions): Pro
     maxTokens,
     method,
     topK: config.topK,
-    heal: config.heal,
+    heal,
     gate: gate ?? null,
     weights,
     members: config.members.map((m) => ({ name: m.name, model: m.model, contextSize: m.contextSize ?? config.contextSize ?? null })),
