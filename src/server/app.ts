@@ -145,9 +145,10 @@ export function createServer(options: ServerOptions): ChorusServer {
     running.add(controller);
     const started = performance.now();
     const progress = { steps: 0, outcome: "failed" as GenerationEnd["outcome"] };
+    let steps: AsyncGenerator<Step, GenerationResult, undefined> | undefined;
     try {
       if (controller.signal.aborted) return;
-      const steps = model.ensemble.stream(generation.prompt, { ...generation.options, signal: controller.signal });
+      steps = model.ensemble.stream(generation.prompt, { ...generation.options, signal: controller.signal });
       let first: IteratorResult<Step, GenerationResult>;
       try {
         first = await steps.next();
@@ -188,6 +189,8 @@ export function createServer(options: ServerOptions): ChorusServer {
         progress.outcome = "done";
       }
     } finally {
+      // However the response ended, close the generation so the ensemble is free for the next one.
+      await steps?.return(undefined as never).catch(() => undefined);
       running.delete(controller);
       release();
       if (controller.signal.aborted && progress.outcome !== "done") progress.outcome = "cancelled";

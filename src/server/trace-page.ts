@@ -22,7 +22,7 @@ export const TRACE_PAGE = `<!doctype html>
   #tip { position: fixed; display: none; background: #fff; border: 1px solid #888; border-radius: 6px; padding: .5rem .75rem;
          box-shadow: 0 4px 16px rgba(0,0,0,.2); font-size: 13px; max-width: 36rem; z-index: 10; pointer-events: none; }
   #tip table { border-collapse: collapse; }
-  #tip td { padding: 0 .5rem; vertical-align: top; }
+  #tip td { padding: 0 .5rem; vertical-align: top; white-space: nowrap; }
   #tip .win { font-weight: bold; color: #0a6b2d; }
   .legend span { padding: 0 .4rem; border-radius: 3px; }
 </style>
