@@ -7,7 +7,7 @@
  * row keeps only its `keep` largest entries, renormalized to sum to 1, so memory is O(|V| · keep);
  * the probability mass the cut drops is measured and reported (mean and max over rows).
  */
-import { normalizeRows, rowDot } from "./embedding-math.js";
+import { dotsWithRows, normalizeRows } from "./embedding-math.js";
 import { SparseRowsBuilder, topIndexes, type SparseRows } from "./sparse-rows.js";
 import type { EmbeddingMatrix } from "./eva-map.js";
 
@@ -34,6 +34,8 @@ export function buildRelative(
   anchorIds: Int32Array,
   params: DeepenParams = DEEPEN_DEFAULTS,
   onProgress?: (done: number, total: number) => void,
+  /** Build only the first `rows` rows (for measuring the cost on large vocabularies). */
+  rows = e.rows,
 ): { relative: SparseRows; stats: RelativeStats } {
   const a = anchorIds.length;
   if (a === 0) throw new Error("DeePEn needs anchor tokens spelled identically by every member, and these members share none; use method gac or unite");
@@ -41,20 +43,17 @@ export function buildRelative(
   const anchors = new Float32Array(a * e.width);
   anchorIds.forEach((id, k) => anchors.set(e.data.subarray(id * e.width, (id + 1) * e.width), k * e.width));
   const keep = Math.min(params.keep, a);
-  const builder = new SparseRowsBuilder(e.rows, a, keep);
+  const builder = new SparseRowsBuilder(rows, a, keep);
   const row = new Float64Array(a);
   const order = new Int32Array(keep + 1);
   const cols = new Int32Array(keep);
   const vals = new Float64Array(keep);
   let droppedSum = 0;
   let droppedMax = 0;
-  for (let i = 0; i < e.rows; i++) {
+  for (let i = 0; i < rows; i++) {
+    dotsWithRows(e.data, i, anchors, a, e.width, row);
     let norm = 0;
-    for (let k = 0; k < a; k++) {
-      const c = rowDot(e.data, i, anchors, k, e.width);
-      row[k] = c;
-      norm += c * c;
-    }
+    for (let k = 0; k < a; k++) norm += row[k]! * row[k]!;
     const scale = norm > 0 ? params.temperature / Math.sqrt(norm) : 0;
     let max = -Infinity;
     for (let k = 0; k < a; k++) if ((row[k] = row[k]! * scale) > max) max = row[k]!;
@@ -71,12 +70,12 @@ export function buildRelative(
       vals[k] = row[order[k]!]! / kept;
     }
     builder.addRow(cols, vals, n);
-    if (onProgress && i % 256 === 0) onProgress(i, e.rows);
+    if (onProgress && i % 64 === 0) onProgress(i, rows);
   }
-  onProgress?.(e.rows, e.rows);
+  onProgress?.(rows, rows);
   const relative = builder.build();
   return {
     relative,
-    stats: { anchors: a, entries: relative.cols.length, droppedMassMean: e.rows > 0 ? droppedSum / e.rows : 0, droppedMassMax: droppedMax },
+    stats: { anchors: a, entries: relative.cols.length, droppedMassMean: rows > 0 ? droppedSum / rows : 0, droppedMassMax: droppedMax },
   };
 }

@@ -9,7 +9,7 @@
  * cosines and also works when the widths differ: r = min(widths) shared singular directions.
  */
 import { Matrix, SVD } from "ml-matrix";
-import { centerColumns, normalizeRows, project, rowDot } from "./embedding-math.js";
+import { centerColumns, dotsWithRows, normalizeRows, project } from "./embedding-math.js";
 import { SparseRowsBuilder, topIndexes, type SparseRows } from "./sparse-rows.js";
 
 export interface EvaParams {
@@ -78,11 +78,10 @@ export function buildEvaMap(
   // r_T(j): mean cosine of main token j to its nearest mapped auxiliary token (neighbourhood 1).
   const total = 2 * aux.rows;
   const rT = new Float32Array(main.rows).fill(-Infinity);
+  const cosines = new Float64Array(main.rows);
   for (let i = 0; i < aux.rows; i++) {
-    for (let j = 0; j < main.rows; j++) {
-      const c = rowDot(x, i, z, j, r);
-      if (c > rT[j]!) rT[j] = c;
-    }
+    dotsWithRows(x, i, z, main.rows, r, cosines);
+    for (let j = 0; j < main.rows; j++) if (cosines[j]! > rT[j]!) rT[j] = cosines[j]!;
     if (onProgress && i % 256 === 0) onProgress(i, total);
   }
 
@@ -94,7 +93,8 @@ export function buildEvaMap(
   let keptRows = 0;
   let droppedUniformRows = 0;
   for (let i = 0; i < aux.rows; i++) {
-    for (let j = 0; j < main.rows; j++) scores[j] = 2 * rowDot(x, i, z, j, r) - rT[j]!;
+    dotsWithRows(x, i, z, main.rows, r, cosines);
+    for (let j = 0; j < main.rows; j++) scores[j] = 2 * cosines[j]! - rT[j]!;
     const n = topIndexes(scores, main.rows, params.topK, order);
     cols.length = 0;
     vals.length = 0;

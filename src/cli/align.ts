@@ -66,7 +66,8 @@ async function runAlign(flags: AlignFlags): Promise<void> {
     return;
   }
   process.stdout.write(`${a.method} alignment ${prepared.source === "cache" ? "loaded from" : "built and saved to"} ${prepared.file}\n`);
-  process.stdout.write(`  main member: ${summary.main}; ${(summary.bytes / 2 ** 20).toFixed(1)} MiB; built in ${summary.buildSeconds.toFixed(1)} s\n`);
+  const size = summary.bytes >= 2 ** 20 ? `${(summary.bytes / 2 ** 20).toFixed(1)} MiB` : `${(summary.bytes / 1024).toFixed(1)} KiB`;
+  process.stdout.write(`  main member: ${summary.main}; ${size}; built in ${summary.buildSeconds.toFixed(1)} s\n`);
   for (const m of a.stats.members) {
     if (m.eva) process.stdout.write(`  ${m.name} → ${summary.main}: ${m.eva.seeds} seed pairs, ${m.eva.keptRows}/${m.vocabulary} tokens mapped (${m.eva.droppedUniformRows} near-uniform rows dropped), ${m.eva.entries} entries\n`);
     if (m.deepen) process.stdout.write(`  ${m.name}: ${m.deepen.anchors} anchors, ${m.deepen.entries} entries, dropped mass mean ${m.deepen.droppedMassMean.toExponential(2)} max ${m.deepen.droppedMassMax.toExponential(2)}\n`);
