@@ -97,6 +97,25 @@ describe("remote members over vLLM's and llama.cpp server's wire formats", () =>
     assert.match(messages({ method: "gac", members: [{ name: "r", url: "http://x", tokenizer: TS656K, onFailure: "skip" }] }), /members\[0\]\.onFailure/);
   });
 
+  test("a server that wants an API key gets it from the variable apiKeyEnv names", async () => {
+    const locked = await ServerDouble.start({ modelPath: TS656K, servedName: "tinystories-656k", maxLogprobs: 2048, apiKey: "sk-remote" });
+    const spec = { threads: 1, maxTokens: 4, members: [{ ...remoteSpec(), url: locked.url, apiKeyEnv: "CHORUS_TEST_REMOTE_KEY" }] };
+    try {
+      delete process.env.CHORUS_TEST_REMOTE_KEY;
+      await assert.rejects(Ensemble.create(spec), /apiKeyEnv names \$CHORUS_TEST_REMOTE_KEY, which is not set/);
+      process.env.CHORUS_TEST_REMOTE_KEY = "wrong";
+      await assert.rejects(Ensemble.create(spec), /GET http:\/\/127\.0\.0\.1:\d+\/v1\/models: HTTP 401/);
+      process.env.CHORUS_TEST_REMOTE_KEY = "sk-remote";
+      const ensemble = await Ensemble.create(spec);
+      const result = await ensemble.generate({ text: PROMPTS[0]! });
+      assert.equal(result.steps, 4);
+      await ensemble.dispose();
+    } finally {
+      delete process.env.CHORUS_TEST_REMOTE_KEY;
+      await locked.dispose();
+    }
+  });
+
   test("sparse distribution from top log-probabilities: exact listed, bounded rest", () => {
     const d = sparseFromLogprobs(new Map([[7, Math.log(0.5)], [3, Math.log(0.2)], [9, Math.log(0.1)]]), 3, 100);
     assert.deepEqual([...d.ids], [7, 3, 9]);

@@ -57,6 +57,8 @@ export const memberConfigSchema = z.strictObject({
   retries: z.number().int().min(0).max(10).optional(),
   /** Remote member: most log-probabilities the server returns per position (vLLM's --max-logprobs). */
   maxLogprobs: z.number().int().min(1).optional(),
+  /** Remote member: environment variable holding the server's API key (sent as a bearer token); keeps the key out of the file. */
+  apiKeyEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).optional(),
   /** Weight of this member's distribution in the combination (0 = member is run but muted). */
   weight: z.number().min(0).default(1),
   /** The primary member decides alone when gating is on and it is confident enough. */

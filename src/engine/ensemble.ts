@@ -31,6 +31,8 @@ export interface MemberSpec {
   readonly retries?: number;
   /** Most log-probabilities the remote server returns per position (vLLM's --max-logprobs). */
   readonly maxLogprobs?: number;
+  /** Environment variable holding the remote server's API key. */
+  readonly apiKeyEnv?: string;
   readonly weight?: number;
   readonly primary?: boolean;
   readonly contextSize?: number;

@@ -9,6 +9,10 @@ export async function createMember(spec: MemberSpec, defaults: { threads: number
     if (spec.tokenizer === undefined) {
       throw new MemberError(spec.name, "a remote member needs `tokenizer`: the path of a GGUF with the served model's vocabulary");
     }
+    const apiKey = spec.apiKeyEnv === undefined ? undefined : process.env[spec.apiKeyEnv];
+    if (spec.apiKeyEnv !== undefined && !apiKey) {
+      throw new MemberError(spec.name, `apiKeyEnv names $${spec.apiKeyEnv}, which is not set; export it with the server's API key`);
+    }
     return RemoteMember.connect({
       name: spec.name,
       url: spec.url,
@@ -20,6 +24,7 @@ export async function createMember(spec: MemberSpec, defaults: { threads: number
       timeoutMs: spec.timeoutMs,
       retries: spec.retries,
       maxLogprobs: spec.maxLogprobs,
+      apiKey,
     });
   }
   if (spec.model === undefined) throw new MemberError(spec.name, "a member needs `model` (a GGUF path) or `url` (a server)");

@@ -23,7 +23,7 @@ export class ServerDouble {
     private readonly context: LlamaContext,
   ) {}
 
-  static async start(options: { modelPath: string; servedName: string; maxLogprobs?: number; contextSize?: number; dialect?: "vllm" | "llamacpp" }): Promise<ServerDouble> {
+  static async start(options: { modelPath: string; servedName: string; maxLogprobs?: number; contextSize?: number; dialect?: "vllm" | "llamacpp"; apiKey?: string }): Promise<ServerDouble> {
     const dialect = options.dialect ?? "vllm";
     const llama = await loadLlama();
     const model = await llama.loadModel({ modelPath: options.modelPath });
@@ -152,6 +152,11 @@ export class ServerDouble {
           let answer: { status: number; body: unknown };
           try {
             const text = Buffer.concat(chunks).toString("utf8");
+            // vLLM's --api-key: every /v1 route needs the bearer token.
+            if (options.apiKey !== undefined && request.url?.startsWith("/v1") && request.headers.authorization !== `Bearer ${options.apiKey}`) {
+              response.writeHead(401, { "content-type": "application/json" }).end(JSON.stringify({ error: "Unauthorized" }));
+              return;
+            }
             answer = await handle(request.method ?? "GET", request.url ?? "/", text ? (JSON.parse(text) as Record<string, unknown>) : {});
           } catch (e) {
             answer = { status: 500, body: { object: "error", message: (e as Error).message, type: "InternalServerError", param: null, code: 500 } };
