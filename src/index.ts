@@ -13,7 +13,9 @@ export {
 export type { SamplingOptions } from "./engine/sampling.js";
 export { loadEnsembleConfig, parseEnsembleConfig, ConfigError, type EnsembleConfig } from "./config/load.js";
 export { LlamaMember, loadLlama, type LlamaMemberOptions } from "./members/llama.js";
-export { MemberError, type Member, type Prompt, type PositionRequest } from "./members/member.js";
+export { MemberError, ContextOverflowError, MemberUnavailableError, type Member, type Prompt, type PositionRequest } from "./members/member.js";
+export { RemoteMember, type RemoteMemberOptions, type RemoteApi } from "./members/remote.js";
+export { createServer, type ServerOptions, type ServedModel, type ChorusServer, type GenerationEnd } from "./server/app.js";
 export type { SparseDistribution, DistributionRequest } from "./members/distribution.js";
 export type { ChatMessage } from "./members/chat-template.js";
 export { vocabularyFromGguf, type Vocabulary } from "./tokens/vocabulary.js";
