@@ -6,7 +6,7 @@ import { RemoteMember, sparseFromLogprobs } from "../src/members/remote.js";
 import { LlamaMember } from "../src/members/llama.js";
 import { MemberError } from "../src/members/member.js";
 import { S260K, TS656K } from "./helpers/models.js";
-import { parseEnsembleConfig } from "../src/config/load.js";
+import { loadEnsembleConfig, parseEnsembleConfig } from "../src/config/load.js";
 import { ConfigError } from "../src/config/schema.js";
 import { ServerDouble } from "./helpers/server-double.js";
 import { startServer } from "./helpers/server.js";
@@ -181,4 +181,12 @@ describe("remote members over vLLM's and llama.cpp server's wire formats", () =>
       await Promise.all([failing.dispose(), dropping.dispose(), alone.dispose(), spare.dispose()]);
     }
   });
+});
+
+test("examples/tinystories-remote.yaml loads: the remote member's tokenizer resolved from the examples folder", async () => {
+  const config = await loadEnsembleConfig(new URL("../examples/tinystories-remote.yaml", import.meta.url).pathname, { env: {} });
+  const remote = config.members[1]!;
+  assert.equal(remote.url, "http://127.0.0.1:8000/v1");
+  assert.equal(remote.tokenizer, TS656K);
+  assert.equal(remote.onFailure, "drop");
 });
