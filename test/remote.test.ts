@@ -97,6 +97,38 @@ describe("remote members over vLLM's and llama.cpp server's wire formats", () =>
     assert.match(messages({ method: "gac", members: [{ name: "r", url: "http://x", tokenizer: TS656K, onFailure: "skip" }] }), /members\[0\]\.onFailure/);
   });
 
+  test("a remote member failing mid-stream ends the stream with an error event, then [DONE]", async () => {
+    const spare = await ServerDouble.start({ modelPath: TS656K, servedName: "tinystories-656k", maxLogprobs: 2048 });
+    const ensemble = await Ensemble.create({ threads: 1, members: [{ name: "s260k", model: S260K }, { ...remoteSpec(), url: spare.url }] });
+    const served = await startServer({ models: [{ id: "mixed", ensemble }] });
+    try {
+      const response = await fetch(`${served.url}/v1/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "mixed", prompt: PROMPTS[0], max_tokens: 100, stream: true }),
+      });
+      assert.equal(response.status, 200);
+      const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+      let body = (await reader.read()).value ?? "";
+      await spare.stop();
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        body += value;
+      }
+      const events = body.split("\n\n").filter((e) => e.startsWith("data: "));
+      assert.equal(events.at(-1), "data: [DONE]");
+      const error = JSON.parse(events.at(-2)!.slice(6)) as { error: { code: string; message: string } };
+      assert.equal(error.error.code, "member_failed");
+      assert.match(error.error.message, /member 'ts656k'/);
+      const next = await served.client().completions.create({ model: "mixed", prompt: PROMPTS[0]!, max_tokens: 2 }).catch((e: unknown) => e);
+      assert.ok(next instanceof OpenAI.APIError && next.status === 503, "the ensemble is free again and reports the member");
+    } finally {
+      await served.close();
+      await Promise.all([ensemble.dispose(), spare.dispose()]);
+    }
+  });
+
   test("a server that wants an API key gets it from the variable apiKeyEnv names", async () => {
     const locked = await ServerDouble.start({ modelPath: TS656K, servedName: "tinystories-656k", maxLogprobs: 2048, apiKey: "sk-remote" });
     const spec = { threads: 1, maxTokens: 4, members: [{ ...remoteSpec(), url: locked.url, apiKeyEnv: "CHORUS_TEST_REMOTE_KEY" }] };
