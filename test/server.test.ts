@@ -172,6 +172,34 @@ describe("OpenAI-compatible server, driven by the openai client", () => {
     assert.equal(again.choices[0]!.text, reference.choices[0]!.text);
   });
 
+  test("drain with no grace: the running stream ends with a shutting_down error event and [DONE], waiting requests get 503", async () => {
+    const second = await startServer({ models: [{ id: "pair", ensemble }] });
+    const post = () =>
+      fetch(`${second.url}/v1/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "pair", prompt: PROMPT, max_tokens: 300, stream: true }),
+      });
+    const running = await post();
+    const reader = running.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let body = (await reader.read()).value ?? "";
+    const waiting = post();
+    await new Promise((r) => setTimeout(r, 50));
+    const drained = second.server.drain(0);
+    assert.equal((await waiting).status, 503);
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      body += value;
+    }
+    await drained;
+    const events = body.split("\n\n").filter((e) => e.startsWith("data: "));
+    assert.equal(events.at(-1), "data: [DONE]");
+    assert.equal((JSON.parse(events.at(-2)!.slice(6)) as { error: { code: string } }).error.code, "shutting_down");
+    const again = await client.completions.create({ model: "pair", prompt: PROMPT, max_tokens: 4 });
+    assert.equal(again.choices[0]!.finish_reason, "length", "the ensemble is free for the other server");
+  });
+
   test("load: 20 concurrent streaming clients each complete or get 429; nothing leaks", async () => {
     const reference = await client.completions.create({ model: "pair", prompt: PROMPT, max_tokens: 8 });
     const outcomes = await Promise.all(
