@@ -59,9 +59,7 @@ export function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
   const issue = result.error.issues[0]!;
   const param = issue.path.map((p, i) => (typeof p === "number" ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`)).join("");
   const detail = issue.code === "unrecognized_keys" ? `unknown field(s) ${issue.keys.join(", ")}` : issue.message;
-  return (() => {
-    throw invalid(param || null, param ? `${param}: ${detail}` : detail);
-  })();
+  throw invalid(param || null, param ? `${param}: ${detail}` : detail);
 }
 
 export interface GenerationRequest {
