@@ -22,3 +22,8 @@ export { vocabularyFromGguf, type Vocabulary } from "./tokens/vocabulary.js";
 export { buildUnion, type UnionVocabulary } from "./tokens/union.js";
 export { gac } from "./methods/gac.js";
 export { unite } from "./methods/unite.js";
+export { evaStep } from "./methods/eva.js";
+export { deepenStep } from "./methods/deepen.js";
+export { prepareAlignment, defaultCacheDir, type PrepareOptions } from "./align/cache.js";
+export { buildAlignment, type Alignment, type AlignmentSpec } from "./align/alignment.js";
+export { locateEmbeddings, readMatrix, forEachRow, dequantize } from "./align/gguf-tensors.js";

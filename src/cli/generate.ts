@@ -87,7 +87,7 @@ async function runGenerate(promptArg: string | undefined, flags: GenerateFlags):
     gate,
     members,
     main: flags.only === undefined ? config.main : undefined,
-    alignCache: { cacheDir: config.cacheDir, onProgress: bar.update, onNote: (message) => process.stderr.write(`chorus: ${message}\n`) },
+    alignCache: { onProgress: bar.update, onNote: (message) => process.stderr.write(`chorus: ${message}\n`) },
   });
   try {
     const options: GenerateOptions = {

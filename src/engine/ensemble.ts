@@ -55,7 +55,9 @@ export interface EnsembleSpec {
   readonly main?: string;
   readonly eva?: EvaOptions;
   readonly deepen?: DeepenOptions;
-  /** EVA/DeePEn alignment cache (directory, progress); `cacheDir: false` builds without caching. */
+  /** EVA/DeePEn alignment cache directory (the config's `cacheDir`); default $CHORUS_CACHE or ~/.cache/chorus/align. */
+  readonly cacheDir?: string;
+  /** EVA/DeePEn alignment cache options (progress, notes; `cacheDir: false` builds without caching); override `cacheDir`. */
   readonly alignCache?: Omit<PrepareOptions, "cacheWriteErrors">;
   readonly members: readonly MemberSpec[];
 }
@@ -190,7 +192,7 @@ export class Ensemble {
     let prepared = this.idSpaceMethods.get(method);
     if (!prepared) {
       const spec = this.spec;
-      prepared = IdSpaceMethod.prepare(method, this.members, spec.members, spec.main, spec, { ...spec.alignCache, cacheWriteErrors: "note" });
+      prepared = IdSpaceMethod.prepare(method, this.members, spec.members, spec.main, spec, { cacheDir: spec.cacheDir, ...spec.alignCache, cacheWriteErrors: "note" });
       prepared.catch(() => this.idSpaceMethods.delete(method));
       this.idSpaceMethods.set(method, prepared);
     }
