@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import Fastify, { type FastifyInstance, type FastifyReply } from "fastify";
 import type { Ensemble, GenerationResult, Step } from "../engine/ensemble.js";
 import { ApiError, invalid, toApiError } from "./errors.js";
 import { GenerationQueue } from "./queue.js";
@@ -109,12 +109,12 @@ export function createServer(options: ServerOptions): ChorusServer {
 
   app.post("/v1/completions", async (request, reply) => {
     const body = parseBody(completionRequestSchema, request.body);
-    await serve(request, reply, fromCompletion(body), "completion");
+    await serve(reply, fromCompletion(body), "completion");
   });
 
   app.post("/v1/chat/completions", async (request, reply) => {
     const body = parseBody(chatRequestSchema, request.body);
-    await serve(request, reply, fromChat(body), "chat");
+    await serve(reply, fromChat(body), "chat");
   });
 
   function modelFor(generation: GenerationRequest): Model {
@@ -134,7 +134,7 @@ export function createServer(options: ServerOptions): ChorusServer {
     return model;
   }
 
-  async function serve(request: FastifyRequest, reply: FastifyReply, generation: GenerationRequest, kind: "completion" | "chat"): Promise<void> {
+  async function serve(reply: FastifyReply, generation: GenerationRequest, kind: "completion" | "chat"): Promise<void> {
     const model = modelFor(generation);
     const controller = new AbortController();
     // The response closing before it finished means the client went away: stop generating.
@@ -158,7 +158,7 @@ export function createServer(options: ServerOptions): ChorusServer {
       const promptTokens = countPromptTokens(model.ensemble, generation);
       const meta = { id: `${kind === "chat" ? "chatcmpl" : "cmpl"}-${randomUUID()}`, created: Math.floor(Date.now() / 1000), model: model.id };
       if (generation.stream) {
-        await streamResponse(request, reply, steps, first, meta, kind, generation, promptTokens, controller.signal, progress);
+        await streamResponse(reply, steps, first, meta, kind, generation, promptTokens, controller.signal, progress);
       } else {
         const trace: Step[] = [];
         let next = first;
@@ -199,7 +199,6 @@ export function createServer(options: ServerOptions): ChorusServer {
   }
 
   async function streamResponse(
-    _request: FastifyRequest,
     reply: FastifyReply,
     steps: AsyncGenerator<Step, GenerationResult, undefined>,
     first: IteratorResult<Step, GenerationResult>,
