@@ -187,7 +187,7 @@ describe("remote members over vLLM's and llama.cpp server's wire formats", () =>
     );
   });
 
-  test("a failing remote member: 503 through the server with onFailure: fail; the ensemble goes on without it with drop", async () => {
+  test("a failing remote member: 502 (wrong answer) or 503 (unreachable) through the server with onFailure: fail; the ensemble goes on without it with drop", async () => {
     const spare = await ServerDouble.start({ modelPath: TS656K, servedName: "tinystories-656k", maxLogprobs: 2048 });
     const base = { threads: 1, maxTokens: 12 };
     const s260k = { name: "s260k", model: S260K, primary: true };
@@ -196,8 +196,14 @@ describe("remote members over vLLM's and llama.cpp server's wire formats", () =>
     const alone = await Ensemble.create({ ...base, members: [s260k] });
     const served = await startServer({ models: [{ id: "failing", ensemble: failing }, { id: "dropping", ensemble: dropping }] });
     try {
-      await spare.stop();
       const client = served.client();
+      spare.omitLogprobs = true;
+      await assert.rejects(client.completions.create({ model: "failing", prompt: PROMPTS[0]! }), (e: unknown) => {
+        assert.ok(e instanceof OpenAI.APIError && e.status === 502, String(e));
+        assert.match(e.message, /member 'ts656k'.*no choices\[0\]\.logprobs\.top_logprobs\[0\]/);
+        return true;
+      });
+      await spare.stop();
       await assert.rejects(client.completions.create({ model: "failing", prompt: PROMPTS[0]! }), (e: unknown) => {
         assert.ok(e instanceof OpenAI.APIError && e.status === 503, String(e));
         assert.match(e.message, /member 'ts656k'.*cannot reach the server.*after 2 tries/);

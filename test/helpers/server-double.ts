@@ -16,6 +16,8 @@ import { loadLlama } from "../../src/members/llama.js";
 export class ServerDouble {
   /** Completions answered, for tests that count round trips. */
   completions = 0;
+  /** Answer completions without log-probabilities, as a server that dropped the field would. */
+  omitLogprobs = false;
   private constructor(
     readonly url: string,
     private readonly server: http.Server,
@@ -130,7 +132,7 @@ export class ServerDouble {
               {
                 index: 0,
                 text: model.detokenize([best as Token], true),
-                logprobs: { text_offset: [0], token_logprobs: [Math.log(bestP)], tokens: [key(best)], top_logprobs: [top] },
+                logprobs: double!.omitLogprobs ? null : { text_offset: [0], token_logprobs: [Math.log(bestP)], tokens: [key(best)], top_logprobs: [top] },
                 finish_reason: "length",
                 stop_reason: null,
                 prompt_logprobs: null,
