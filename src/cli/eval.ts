@@ -92,6 +92,13 @@ async function runEvalCommand(flags: EvalFlags): Promise<void> {
     progress: progressBar(),
   });
   process.stdout.write(textTable(summary) + "\n");
+  const failed = summary.systems.filter((s) => s.errors > 0);
+  if (failed.length > 0) {
+    process.stderr.write(
+      `${failed.map((s) => `${s.name}: ${s.errors} of ${s.n}`).join(", ")} items could not run and count as wrong; ` +
+        `the "error" field in results.jsonl says why (usually a prompt longer than a member's context: fewer --shots, or a larger contextSize)\n`,
+    );
+  }
   process.stderr.write(`results: ${out}/results.jsonl\nsummary: ${files.summary}\nmarkdown: ${files.markdown}\nchart: ${files.chart}\n`);
 }
 

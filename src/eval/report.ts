@@ -169,7 +169,7 @@ export function svgChart(summary: Summary): string {
   );
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${left + width + 90}" height="${height}" font-family="sans-serif" font-size="12">`,
-    `<text x="${left}" y="20" font-size="14">${escapeXml(summary.task)}: accuracy on ${summary.n} items (bars), 95 % Wilson interval (whiskers)</text>`,
+    `<text x="10" y="20" font-size="14">${escapeXml(summary.task)}: accuracy on ${summary.n} items (bars), 95 % Wilson interval (whiskers)</text>`,
     ...ticks,
     ...parts,
     "</svg>",
