@@ -238,6 +238,8 @@ describe("chorus eval on the shared pair", () => {
     for (const r of report.rows) {
       assert.equal(r.steps, 4);
       assert.ok(r.tokensPerSecond > 0 && r.memberWallMsPerStep > 0 && r.engineMsPerStep >= 0);
+      const split = r.extractionMsPerStep + r.syncMsPerStep + r.combinationMsPerStep;
+      assert.ok(r.extractionMsPerStep > 0 && r.syncMsPerStep > 0 && Math.abs(split - r.engineMsPerStep) < 1e-6, JSON.stringify(r));
     }
     assert.ok(report.peakRssMiB > 10);
   });

@@ -4,8 +4,9 @@
  * and `npm run bench`.
  *
  * "members" is the wall time inside the members' `distributions` calls (llama.cpp's forward pass
- * plus its logit extraction); "engine" is everything else: tokenization, healing, combination,
- * bounds, sampling and sync bookkeeping.
+ * plus its logit extraction); "engine" is everything else, split into extraction (distributions →
+ * byte-string candidates, healing), sync (re-tokenizing, planning, accepting) and combination
+ * (GaC/UniTE, bounds, sampling).
  */
 import { Ensemble, type EnsembleSpec, type GenerateOptions, type GenerationResult, type MethodName } from "../engine/ensemble.js";
 
@@ -17,6 +18,10 @@ export interface BenchRow {
   readonly msPerStep: number;
   readonly memberWallMsPerStep: number;
   readonly engineMsPerStep: number;
+  /** The engine's time split: distributions → candidates (healing), member sync, combination (+ bounds, sampling). */
+  readonly extractionMsPerStep: number;
+  readonly syncMsPerStep: number;
+  readonly combinationMsPerStep: number;
   readonly engineShare: number;
   readonly ensembledShare: number;
   readonly escalatedSteps: number;
@@ -46,6 +51,9 @@ function row(setup: string, system: string, r: GenerationResult): BenchRow {
     msPerStep: r.timings.totalMs / r.steps,
     memberWallMsPerStep: memberWall / r.steps,
     engineMsPerStep: r.timings.engineMs / r.steps,
+    extractionMsPerStep: r.timings.extractionMs / r.steps,
+    syncMsPerStep: r.timings.syncMs / r.steps,
+    combinationMsPerStep: r.timings.combinationMs / r.steps,
     engineShare: r.timings.engineMs / r.timings.totalMs,
     ensembledShare: r.steps ? r.ensembledSteps / r.steps : 0,
     escalatedSteps: r.escalatedSteps,
@@ -91,13 +99,13 @@ export async function benchEnsemble(spec: EnsembleSpec, options: BenchOptions): 
 
 export function benchTable(rows: readonly BenchRow[]): string {
   const header =
-    "| setup | system | steps | tok/s | ms/step | members ms/step | engine ms/step | engine share | ensembled | escalated steps | peak RSS so far |";
+    "| setup | system | steps | tok/s | ms/step | members ms/step | engine ms/step (extraction · sync · combination) | engine share | ensembled | escalated steps | peak RSS so far |";
   const line = "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
   let previous = "";
   const body = rows.map((r) => {
     const setup = r.setup === previous ? "" : r.setup;
     previous = r.setup;
-    return `| ${setup} | ${r.system} | ${r.steps} | ${r.tokensPerSecond.toFixed(1)} | ${r.msPerStep.toFixed(2)} | ${r.memberWallMsPerStep.toFixed(2)} | ${r.engineMsPerStep.toFixed(2)} | ${(100 * r.engineShare).toFixed(1)} % | ${(100 * r.ensembledShare).toFixed(0)} % | ${r.escalatedSteps} | ${r.peakRssMiB.toFixed(0)} MiB |`;
+    return `| ${setup} | ${r.system} | ${r.steps} | ${r.tokensPerSecond.toFixed(1)} | ${r.msPerStep.toFixed(2)} | ${r.memberWallMsPerStep.toFixed(2)} | ${r.engineMsPerStep.toFixed(2)} (${r.extractionMsPerStep.toFixed(2)} · ${r.syncMsPerStep.toFixed(2)} · ${r.combinationMsPerStep.toFixed(2)}) | ${(100 * r.engineShare).toFixed(1)} % | ${(100 * r.ensembledShare).toFixed(0)} % | ${r.escalatedSteps} | ${r.peakRssMiB.toFixed(0)} MiB |`;
   });
   return [header, line, ...body].join("\n");
 }

@@ -124,7 +124,17 @@ export interface GenerationResult {
   /** Steps on which GaC's bound failed and members were asked for more candidates. */
   readonly escalatedSteps: number;
   readonly members: readonly { readonly name: string; readonly weight: number; readonly evaluations: number; readonly dropped: boolean }[];
-  readonly timings: { readonly totalMs: number; readonly memberMs: Record<string, number>; readonly engineMs: number };
+  readonly timings: {
+    readonly totalMs: number;
+    readonly memberMs: Record<string, number>;
+    readonly engineMs: number;
+    /** Within engineMs: turning members' distributions into byte-string candidates (healing included). */
+    readonly extractionMs: number;
+    /** Within engineMs: syncing members to the text (re-tokenizing the tail, planning the positions to read, accepting the choice). */
+    readonly syncMs: number;
+    /** Within engineMs: combining the candidates (GaC, UniTE, EVA/DeePEn), bounds and sampling — the rest of engineMs. */
+    readonly combinationMs: number;
+  };
 }
 
 /**
@@ -241,6 +251,8 @@ export class Ensemble {
     const evaluations = this.members.map(() => 0);
     const memberMs: Record<string, number> = Object.fromEntries(this.members.map((m) => [m.name, 0]));
     let memberWallMs = 0;
+    let extractionMs = 0;
+    let syncMs = 0;
     let text = "";
     let steps = 0;
     let ensembledSteps = 0;
@@ -250,8 +262,10 @@ export class Ensemble {
     /** Evaluates members concurrently; members' own time is what `distributions` took. */
     const evaluate = async (indexes: readonly number[], fetch: (i: number) => FetchPlan): Promise<Map<number, MemberCandidates>> => {
       const plans = new Map<number, EvaluationPlan>();
+      const planStart = performance.now();
       for (const i of indexes) plans.set(i, tracks[i]!.planFetch(text, fetch(i)));
       const wallStart = performance.now();
+      syncMs += wallStart - planStart;
       const settled = await Promise.allSettled(
         indexes.map(async (i) => {
           const t0 = performance.now();
@@ -273,7 +287,9 @@ export class Ensemble {
       }
       const answers = settled.map((s) => (s as PromiseFulfilledResult<SparseDistribution[]>).value);
       const result = new Map<number, MemberCandidates>();
+      const buildStart = performance.now();
       indexes.forEach((i, k) => result.set(i, tracks[i]!.build(plans.get(i)!, answers[k]!)));
+      extractionMs += performance.now() - buildStart;
       return result;
     };
 
@@ -347,7 +363,9 @@ export class Ensemble {
       }
       const before = text.length;
       text += chosen;
+      const syncStart = performance.now();
       for (const i of voters) tracks[i]!.accept(chosen, before, voters.length === 1 || i === idSpace?.mainIndex);
+      syncMs += performance.now() - syncStart;
       const stopAt = output.findStop(text);
       if (stopAt >= 0) {
         text = text.slice(0, stopAt);
@@ -360,6 +378,7 @@ export class Ensemble {
     const tail = output.next(text, true);
     if (tail && finishReason === "length") yield { index: steps, text: tail, bytes: "", ensembled: false, escalations: 0 };
     const totalMs = performance.now() - started;
+    const engineMs = Math.max(0, totalMs - memberWallMs);
     return {
       text: Buffer.from(text, "latin1").toString("utf8"),
       finishReason,
@@ -367,7 +386,14 @@ export class Ensemble {
       ensembledSteps,
       escalatedSteps,
       members: this.members.map((m, i) => ({ name: m.name, weight: weights[i]!, evaluations: evaluations[i]!, dropped: dropped.has(i) })),
-      timings: { totalMs, memberMs, engineMs: Math.max(0, totalMs - memberWallMs) },
+      timings: {
+        totalMs,
+        memberMs,
+        engineMs,
+        extractionMs,
+        syncMs,
+        combinationMs: Math.max(0, engineMs - extractionMs - syncMs),
+      },
     };
   }
 
