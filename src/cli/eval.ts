@@ -89,7 +89,7 @@ async function runEvalCommand(flags: EvalFlags): Promise<void> {
     gate: flags.gate,
     weights: flags.weights,
     heal: flags.heal === false ? false : undefined,
-    progress: progressBar(),
+    progress: progressBar(out),
   });
   process.stdout.write(textTable(summary) + "\n");
   const failed = summary.systems.filter((s) => s.errors > 0);
@@ -102,8 +102,11 @@ async function runEvalCommand(flags: EvalFlags): Promise<void> {
   process.stderr.write(`results: ${out}/results.jsonl\nsummary: ${files.summary}\nmarkdown: ${files.markdown}\nchart: ${files.chart}\n`);
 }
 
-/** A cli-progress bar on stderr; when stderr is not a terminal, a status line every 10 s. */
-function progressBar(): EvalProgress {
+/**
+ * A cli-progress bar on stderr; when stderr is not a terminal, a status line every 10 s. Ctrl-C
+ * restores the terminal and says how to continue (finished results are already on disk).
+ */
+function progressBar(out: string): EvalProgress {
   const bar = new cliProgress.SingleBar(
     {
       stream: process.stderr,
@@ -115,14 +118,21 @@ function progressBar(): EvalProgress {
     },
     cliProgress.Presets.shades_classic,
   );
+  const interrupted = () => {
+    bar.stop();
+    process.stderr.write(`interrupted: finished results are in ${out}/results.jsonl; add --resume to the same command to continue\n`);
+    process.exit(130);
+  };
   return {
     start(total, alreadyDone) {
+      process.once("SIGINT", interrupted);
       bar.start(total, alreadyDone, { system: "", correct: 0, ran: 0 });
     },
     advance(done, system, correct, ran) {
       bar.update(done, { system, correct, ran });
     },
     stop() {
+      process.off("SIGINT", interrupted);
       bar.stop();
     },
   };
