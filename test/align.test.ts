@@ -18,6 +18,7 @@ import { prepareAlignment } from "../src/align/cache.js";
 import { TokenKind, vocabularyFromGguf } from "../src/tokens/vocabulary.js";
 import { Ensemble, type EnsembleSpec } from "../src/engine/ensemble.js";
 import { SHARED, S260K, TS656K } from "./helpers/models.js";
+import { gguf, writeGguf } from "../bench/gguf-writer.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const PROMPT = "Once upon a time, there was a little";
@@ -122,6 +123,25 @@ describe("alignment cache", () => {
     const noted = await prepareAlignment(spec, { cacheDir: path.join(blocker, "sub"), cacheWriteErrors: "note", onNote: (n) => notes.push(n) });
     assert.equal(noted.source, "built");
     assert.match(notes.at(-1)!, /without caching/);
+  });
+
+  test("members that spell no token alike: EVA and DeePEn say so and suggest GaC or UniTE", async () => {
+    const tiny = async (file: string, tokens: string[]) => {
+      const model = path.join(cacheDir, file);
+      await writeGguf(model, {
+        metadata: {
+          "general.architecture": gguf.str("llama"),
+          "tokenizer.ggml.model": gguf.str("gpt2"),
+          "tokenizer.ggml.tokens": gguf.array("string", tokens),
+          "tokenizer.ggml.token_type": gguf.array("i32", tokens.map(() => 1)),
+        },
+        tensors: [{ name: "token_embd.weight", dims: [4, tokens.length], type: "F32", data: new Uint8Array(new Float32Array(4 * tokens.length).map((_, i) => Math.sin(i)).buffer) }],
+      });
+      return model;
+    };
+    const members = [{ name: "abc", model: await tiny("abc.gguf", ["a", "b", "c"]) }, { name: "xyz", model: await tiny("xyz.gguf", ["x", "y", "z"]) }];
+    await assert.rejects(prepareAlignment({ method: "deepen", members, mainIndex: 0 }, { cacheDir: false }), /spell no token alike, so DeePEn has no anchors; use method gac or unite/);
+    await assert.rejects(prepareAlignment({ method: "eva", members, mainIndex: 0 }, { cacheDir: false }), /spell no token alike, so EVA has no seed pairs .*use method gac or unite/);
   });
 
   test("a member without embeddings (vocabulary-only GGUF) is named in the error", async () => {
