@@ -68,9 +68,8 @@ function addRow(space: RelativeSpace, id: number, scale: number, into: Float64Ar
   }
 }
 
-export function deepenStep(voters: readonly DeepenVoter[], mainAt: number, search: DeepenSearch = DEEPEN_SEARCH_DEFAULTS): Combined {
-  const main = voters[mainAt]!;
-  const anchors = main.space.relative.columns;
+/** The target Σ_m w_m · p_m · R_m in anchor space (weights normalized to sum to 1). */
+export function deepenTarget(voters: readonly DeepenVoter[], anchors: number): Float64Array {
   const target = new Float64Array(anchors);
   const touched = new Uint8Array(anchors);
   const list: number[] = [];
@@ -80,7 +79,49 @@ export function deepenStep(voters: readonly DeepenVoter[], mainAt: number, searc
     const w = v.weight / totalWeight;
     for (let k = 0; k < p.length; k++) if (p[k]! > 0) addRow(v.space, v.ids[k]!, w * p[k]!, target, touched, list);
   }
+  return target;
+}
 
+/**
+ * The search's loss KL(target ‖ softmax(z)·R) over the anchors where the target has mass, and its
+ * gradient with respect to z (written into `grad`).
+ */
+export function klLossAndGradient(z: Float64Array, ids: Int32Array, space: RelativeSpace, target: Float64Array, grad: Float64Array): number {
+  const n = z.length;
+  const { relative, rowSums } = space;
+  const p = new Float64Array(n);
+  softmaxInto(z, p);
+  const q = new Float64Array(target.length);
+  const touched = new Uint8Array(target.length);
+  const list: number[] = [];
+  for (let k = 0; k < n; k++) addRow(space, ids[k]!, p[k]!, q, touched, list);
+  let loss = 0;
+  for (let a = 0; a < target.length; a++) {
+    const t = target[a]!;
+    if (t > 0) loss += t * Math.log(t / Math.max(q[a]!, Q_FLOOR));
+  }
+  // dL/dp_k = Σ_a R[k,a] · (−t_a / q_a), over the anchors of row k; then through the softmax.
+  let mean = 0;
+  for (let k = 0; k < n; k++) {
+    const id = ids[k]!;
+    let gk = 0;
+    if (id >= 0 && id < relative.rows && rowSums[id]! > 0) {
+      for (let e = relative.rowStart[id]!; e < relative.rowStart[id + 1]!; e++) {
+        const a = relative.cols[e]!;
+        const t = target[a]!;
+        if (t > 0) gk -= (relative.vals[e]! / rowSums[id]!) * (t / Math.max(q[a]!, Q_FLOOR));
+      }
+    }
+    grad[k] = gk;
+    mean += p[k]! * gk;
+  }
+  for (let k = 0; k < n; k++) grad[k] = p[k]! * (grad[k]! - mean);
+  return loss;
+}
+
+export function deepenStep(voters: readonly DeepenVoter[], mainAt: number, search: DeepenSearch = DEEPEN_SEARCH_DEFAULTS): Combined {
+  const main = voters[mainAt]!;
+  const target = deepenTarget(voters, main.space.relative.columns);
   const n = main.candidates.texts.length;
   const start = listedProbabilities(main.candidates);
   const z = Float64Array.from(start, (p) => (p > 0 ? Math.log(p) : -1e4));
@@ -88,34 +129,13 @@ export function deepenStep(voters: readonly DeepenVoter[], mainAt: number, searc
   const m2 = new Float64Array(n);
   const p = new Float64Array(n);
   const g = new Float64Array(n);
-  const q = new Float64Array(anchors);
-  const qTouched = new Uint8Array(anchors);
-  const qList: number[] = [];
-  const { relative, rowSums } = main.space;
 
   for (let step = 0; step < search.steps; step++) {
-    softmaxInto(z, p);
-    for (const a of qList) q[a] = 0;
-    for (let k = 0; k < n; k++) addRow(main.space, main.ids[k]!, p[k]!, q, qTouched, qList);
-    // dL/dp_k = Σ_a R[k,a] · (−t_a / q_a), over the anchors of row k.
-    let mean = 0;
-    for (let k = 0; k < n; k++) {
-      const id = main.ids[k]!;
-      let gk = 0;
-      if (id >= 0 && id < relative.rows && rowSums[id]! > 0) {
-        for (let e = relative.rowStart[id]!; e < relative.rowStart[id + 1]!; e++) {
-          const a = relative.cols[e]!;
-          const t = target[a]!;
-          if (t > 0) gk -= (relative.vals[e]! / rowSums[id]!) * (t / Math.max(q[a]!, Q_FLOOR));
-        }
-      }
-      g[k] = gk;
-      mean += p[k]! * gk;
-    }
+    klLossAndGradient(z, main.ids, main.space, target, g);
     const lr = search.finalLearningRate + ((search.learningRate - search.finalLearningRate) * (1 + Math.cos((Math.PI * step) / search.steps))) / 2;
     const t = step + 1;
     for (let k = 0; k < n; k++) {
-      const grad = p[k]! * (g[k]! - mean); // through the softmax
+      const grad = g[k]!;
       z[k]! -= lr * WEIGHT_DECAY * z[k]!;
       m1[k] = BETA1 * m1[k]! + (1 - BETA1) * grad;
       m2[k] = BETA2 * m2[k]! + (1 - BETA2) * grad * grad;
