@@ -227,6 +227,22 @@ describe("chorus eval on the shared pair", () => {
     assert.ok(readFileSync(results, "utf8").startsWith(cut.slice(0, -1).join("\n") + "\n"), "finished results are kept, not rerun");
   });
 
+  test("Ctrl-C stops with exit code 130, says how to continue, and --resume finishes the run", async () => {
+    const out = tempDir();
+    const results = path.join(out, "results.jsonl");
+    const child = spawn(process.execPath, [...cliArgs, ...nextWordArgs(out, 30)], { cwd: root, stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    while (!existsSync(results) || readFileSync(results, "utf8").split("\n").length - 1 < 2) await new Promise((r) => setTimeout(r, 20));
+    child.kill("SIGINT");
+    assert.equal(await exited, 130);
+    assert.match(stderr, /interrupted: finished results are in .*results\.jsonl; add --resume to the same command to continue/);
+    const resumed = await chorus(...nextWordArgs(out, 30, "--resume"));
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assert.equal(readJson(path.join(out, "summary.json")).systems[0].n, 30);
+  });
+
   test("chorus bench: members alone, each method with and without gating, JSON", async () => {
     const { code, stdout, stderr } = await chorus("bench", "-c", example, "--steps", "4", "--json");
     assert.equal(code, 0, stderr);
