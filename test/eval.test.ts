@@ -318,6 +318,8 @@ describe("chorus eval: bad input", () => {
     const other = await chorus(...nextWordArgs(out, 2, "--resume", "--method", "unite"));
     assert.equal(other.code, 1);
     assert.match(other.stderr, /cannot resume: the results in .* were made with different settings \(method: "gac" → "unite"\); mixing them would score items under different settings/);
+    const members = await chorus(...nextWordArgs(out, 2, "--resume", "--members-too", "--weights", "1,0.5"));
+    assert.match(members.stderr, /different settings \(weights\[1\]: 1 → 0\.5; systems\[1\]: \(none\) → "s260k"; systems\[2\]: \(none\) → "ts656k"\)/);
     const again = await chorus(...nextWordArgs(out, 2));
     assert.match(again.stderr, /already holds results .*; pass --resume to continue that run, or choose another --out/);
     assert.equal(readFileSync(path.join(out, "summary.json"), "utf8"), before, "a refused run leaves the summary alone");

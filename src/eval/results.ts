@@ -64,12 +64,23 @@ function reason(error: unknown): string {
   return (code && known[code]) ?? (error as Error).message;
 }
 
-/** Lists the settings that differ between two identities, as "key: was → now". */
+/** Leaf values by path ("config.eva.minScore", "weights[1]"), so differences name the exact setting. */
+function flatten(value: unknown, at: string, out: Map<string, string>): Map<string, string> {
+  if (Array.isArray(value)) value.forEach((v, i) => flatten(v, `${at}[${i}]`, out));
+  else if (value !== null && typeof value === "object") {
+    for (const [k, v] of Object.entries(value)) flatten(v, at ? `${at}.${k}` : k, out);
+  } else out.set(at, JSON.stringify(value));
+  return out;
+}
+
+/** Lists the settings that differ between two identities, as "path: was → now". */
 function differences(was: RunIdentity, now: RunIdentity): string[] {
-  const keys = [...new Set([...Object.keys(was), ...Object.keys(now)])];
-  return keys
-    .filter((k) => JSON.stringify(was[k]) !== JSON.stringify(now[k]))
-    .map((k) => `${k}: ${JSON.stringify(was[k]) ?? "(none)"} → ${JSON.stringify(now[k]) ?? "(none)"}`);
+  const before = flatten(was, "", new Map());
+  const after = flatten(now, "", new Map());
+  const paths = [...new Set([...before.keys(), ...after.keys()])];
+  return paths
+    .filter((p) => before.get(p) !== after.get(p))
+    .map((p) => `${p}: ${before.get(p) ?? "(none)"} → ${after.get(p) ?? "(none)"}`);
 }
 
 export class ResultsStore {

@@ -93,12 +93,13 @@ export async function runEval(config: EnsembleConfig, options: EvalOptions): Pro
     seed,
     maxTokens,
     method,
-    topK: config.topK,
     heal,
     gate: gate ?? null,
     weights,
-    members: config.members.map((m) => ({ name: m.name, model: m.model, contextSize: m.contextSize ?? config.contextSize ?? null })),
     systems: systems.map((s) => s.name),
+    // Everything else in the config that shapes the output (members, topK, method parameters…);
+    // threads change speed only, and the eval sets decoding, length and stop strings itself.
+    config: withoutKeys(config, ["threads", "maxTokens", "stop", "sampling", "method", "heal", "gate"]),
   };
   const store = ResultsStore.open(options.out, identity, options.resume ?? false);
 
@@ -150,4 +151,8 @@ async function runOne(ensemble: Ensemble, task: TaskDefinition, item: EvalItem, 
     if (!(error instanceof MemberError)) throw error;
     return { ...base, output: "", correct: false, tokens: 0, ms: 0, ensembledSteps: 0, error: error.message };
   }
+}
+
+function withoutKeys(object: object, keys: readonly string[]): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(object).filter(([k, v]) => !keys.includes(k) && v !== undefined));
 }
