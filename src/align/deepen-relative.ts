@@ -40,8 +40,6 @@ export function buildRelative(
   const a = anchorIds.length;
   if (a === 0) throw new Error("DeePEn needs anchor tokens spelled identically by every member, and these members share none; use method gac or unite");
   normalizeRows(e.data, e.width);
-  const anchors = new Float32Array(a * e.width);
-  anchorIds.forEach((id, k) => anchors.set(e.data.subarray(id * e.width, (id + 1) * e.width), k * e.width));
   const keep = Math.min(params.keep, a);
   const builder = new SparseRowsBuilder(rows, a, keep);
   const row = new Float64Array(a);
@@ -51,7 +49,8 @@ export function buildRelative(
   let droppedSum = 0;
   let droppedMax = 0;
   for (let i = 0; i < rows; i++) {
-    dotsWithRows(e.data, i, anchors, a, e.width, row);
+    // The anchors are rows of the same matrix: read in place, never copied.
+    dotsWithRows(e.data, i, e.data, a, e.width, row, anchorIds);
     let norm = 0;
     for (let k = 0; k < a; k++) norm += row[k]! * row[k]!;
     const scale = norm > 0 ? params.temperature / Math.sqrt(norm) : 0;

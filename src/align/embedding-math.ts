@@ -46,17 +46,19 @@ export function project(m: Float32Array, width: number, p: Float64Array, out: nu
 }
 
 /**
- * Dot products of row `row` of `x` with every row of `m` (rows × width) into `out`. Four rows of
- * `m` per pass share each load of x: about 2.5× faster than one rowDot per row in V8.
+ * Dot products of row `row` of `x` with `rows` rows of `m` into `out`: rows 0..rows-1, or the rows
+ * listed in `which`. Four rows of `m` per pass share each load of x: about 2.5× faster than one
+ * rowDot per row in V8.
  */
-export function dotsWithRows(x: Float32Array, row: number, m: Float32Array, rows: number, width: number, out: Float64Array): void {
+export function dotsWithRows(x: Float32Array, row: number, m: Float32Array, rows: number, width: number, out: Float64Array, which?: Int32Array): void {
   const at = row * width;
+  const start = (k: number) => (which ? which[k]! : k) * width;
   let k = 0;
   for (; k + 4 <= rows; k += 4) {
-    const b0 = k * width;
-    const b1 = b0 + width;
-    const b2 = b1 + width;
-    const b3 = b2 + width;
+    const b0 = start(k);
+    const b1 = start(k + 1);
+    const b2 = start(k + 2);
+    const b3 = start(k + 3);
     let s0 = 0;
     let s1 = 0;
     let s2 = 0;
@@ -73,5 +75,5 @@ export function dotsWithRows(x: Float32Array, row: number, m: Float32Array, rows
     out[k + 2] = s2;
     out[k + 3] = s3;
   }
-  for (; k < rows; k++) out[k] = rowDot(x, row, m, k, width);
+  for (; k < rows; k++) out[k] = rowDot(x, row, m, which ? which[k]! : k, width);
 }
