@@ -158,6 +158,7 @@ test('method: eva and deepen with their parameters and main member; anything els
   const evaConfig = parse(base({ method: 'eva', main: 'ts656k', eva: { faithfulK: 5 }, deepen: { keep: 64 } }));
   assert.equal(evaConfig.main, 'ts656k');
   assert.equal(evaConfig.eva?.faithfulK, 5);
+  assert.equal(parse(base({ method: 'deepen', cacheDir: 'cache' })).cacheDir, path.resolve(dir, 'cache'));
   assert.match(issueAt(configError(() => parse(base({ method: 'eva', main: 'zz' }))), 'main').message, /no member is named "zz"/);
   assert.match(issueAt(configError(() => parse(base({ method: 'gak' }))), 'method').message, /unknown method "gak" — use one of: gac, unite, eva, deepen/);
   assert.match(issueAt(configError(() => parse(base({ method: 3 }))), 'method').message, /method must be a string, got 3/);

@@ -236,6 +236,7 @@ function validate(raw: unknown, options: ParseConfigOptions, locate: Locator | u
   const config = result.data;
   return {
     ...config,
+    ...(config.cacheDir !== undefined ? { cacheDir: path.resolve(baseDir, config.cacheDir) } : {}),
     members: config.members.map((member, i) =>
       member.url !== undefined
         ? { ...member, tokenizer: resolvedModels.get(i) ?? member.tokenizer }
