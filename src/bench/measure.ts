@@ -61,14 +61,16 @@ function row(setup: string, system: string, r: GenerationResult): BenchRow {
   };
 }
 
-const METHOD_LABEL: Partial<Record<MethodName, string>> = { gac: "GaC", unite: "UniTE" };
+const METHOD_LABEL: Partial<Record<MethodName, string>> = { gac: "GaC", unite: "UniTE", eva: "EVA", deepen: "DeePEn" };
 
 export async function benchEnsemble(spec: EnsembleSpec, options: BenchOptions): Promise<BenchRow[]> {
   const hasPrimary = spec.members.some((m) => m.primary);
   const threshold = options.threshold ?? spec.gate?.threshold ?? 0.9;
   const runs: [string, GenerateOptions][] = spec.members.map((m) => [`${m.name} alone`, { only: m.name, gate: null }]);
   if (spec.members.length > 1) {
-    for (const method of options.methods ?? (["gac", "unite"] as const)) {
+    // GaC and UniTE need nothing more than the members; the config's own method (EVA, DeePEn) is measured too.
+    const methods = options.methods ?? [...new Set<MethodName>(["gac", "unite", ...(spec.method ? [spec.method] : [])])];
+    for (const method of methods) {
       const label = METHOD_LABEL[method] ?? method;
       runs.push([label, { method, gate: null }]);
       if (hasPrimary) runs.push([`${label} gated ${threshold}`, { method, gate: { threshold } }]);
