@@ -38,12 +38,17 @@ export function evaStep(voters: readonly EvaVoter[], mainAt: number, faithfulK: 
   const projected = voters.map((v, m) => {
     const p = listedProbabilities(v.candidates);
     if (m === mainAt) return p;
+    // Normalized by all the mass the map carries, listed by the main member or not: mass that
+    // lands outside the main member's candidates is this member's vote for tokens the main member
+    // did not list, not a reason to inflate the ones it did.
     const out = new Float64Array(n);
     const map = v.map!;
+    let carried = 0;
     for (let k = 0; k < p.length; k++) {
       const pk = p[k]!;
       if (pk === 0) continue;
       if (v.candidates.texts[k] === END_TEXT) {
+        carried += pk;
         if (endAt !== undefined) out[endAt]! += pk;
         continue;
       }
@@ -53,14 +58,13 @@ export function evaStep(voters: readonly EvaVoter[], mainAt: number, faithfulK: 
       const to = map.rowStart[id + 1]!;
       let rowSum = 0;
       for (let e = from; e < to; e++) rowSum += map.vals[e]!;
+      if (rowSum > 0) carried += pk;
       for (let e = from; e < to; e++) {
         const at = indexOfId.get(map.cols[e]!);
         if (at !== undefined) out[at]! += (pk * map.vals[e]!) / rowSum;
       }
     }
-    let sum = 0;
-    for (const x of out) sum += x;
-    if (sum > 0) for (let k = 0; k < n; k++) out[k]! /= sum;
+    if (carried > 0) for (let k = 0; k < n; k++) out[k]! /= carried;
     return out;
   });
 
