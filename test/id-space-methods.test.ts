@@ -125,6 +125,13 @@ test("EVA: projection through the map, faithfulness filter, fallback to all", ()
   assert.equal(strict.fallback, true);
   assert.ok(Math.abs(strict.combined.scores[1]! - 0.45) < 1e-12);
 
+  // Mass the map sends to tokens the main member did not list is lost, not spread over the listed ones.
+  const b2 = new SparseRowsBuilder(1, 6);
+  b2.addRow([2, 5], [0.25, 0.75]);
+  const unlisted = evaStep([main, { candidates: candidates([1]), ids: Int32Array.from([0]), map: b2.build(), weight: 1 }], 0, 3);
+  assert.ok(Math.abs(unlisted.projected[1]![2]! - 0.25) < 1e-12);
+  assert.ok(Math.abs(unlisted.projected[1]!.reduce((a, b) => a + b, 0) - 0.25) < 1e-12);
+
   // Three members: the outlier (its mass lands on main id 3, nobody's top 2) is dropped.
   const b3 = new SparseRowsBuilder(1, 4);
   b3.addRow([3], [1]);
