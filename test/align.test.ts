@@ -236,5 +236,8 @@ describe("chorus align", () => {
     assert.equal(generated.code, 0, generated.stderr);
     assert.doesNotMatch(generated.stderr, /EVA map/);
     assert.match(generated.stderr, /EVA faithfulness filter: (kept|no member passed)/);
+    const wrong = await chorus(env, "align", "-c", config, "--method", "gac");
+    assert.equal(wrong.code, 1);
+    assert.match(wrong.stderr, /--method: expected eva or deepen/);
   });
 });

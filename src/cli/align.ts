@@ -7,6 +7,7 @@ import { progressBar } from "./progress.js";
 
 interface AlignFlags {
   config: string;
+  method?: string;
   rebuild?: boolean;
   json?: boolean;
 }
@@ -16,6 +17,7 @@ export function registerAlign(program: Command): void {
     .command("align")
     .description("prepare and cache what the config's method (eva or deepen) needs from the members' embeddings")
     .requiredOption("-c, --config <file>", "ensemble config file (YAML or JSON)")
+    .option("--method <m>", "eva or deepen, overriding the config's method")
     .option("--rebuild", "rebuild even when a valid cached alignment exists")
     .option("--json", "print the alignment's statistics as JSON")
     .action(async (flags: AlignFlags) => {
@@ -25,12 +27,16 @@ export function registerAlign(program: Command): void {
 
 async function runAlign(flags: AlignFlags): Promise<void> {
   const config = await loadEnsembleConfig(flags.config);
-  if (!isIdSpaceMethod(config.method)) {
-    process.stderr.write(`method ${config.method} needs no alignment (only eva and deepen do); nothing to do\n`);
+  const method = flags.method ?? config.method;
+  if (flags.method !== undefined && !isIdSpaceMethod(flags.method)) {
+    throw new Error(`--method: expected eva or deepen (the methods that need an alignment), got '${flags.method}'`);
+  }
+  if (!isIdSpaceMethod(method)) {
+    process.stderr.write(`method ${method} needs no alignment (only eva and deepen do; try --method eva); nothing to do\n`);
     return;
   }
   const members = config.members.map((m) => {
-    if (!m.model) throw new Error(`member '${m.name}': ${config.method} reads the embeddings from the member's GGUF file, and this member has none`);
+    if (!m.model) throw new Error(`member '${m.name}': ${method} reads the embeddings from the member's GGUF file, and this member has none`);
     return { name: m.name, model: m.model };
   });
   const primary = config.members.findIndex((m) => m.primary);
@@ -38,7 +44,7 @@ async function runAlign(flags: AlignFlags): Promise<void> {
   const bar = progressBar();
   const started = performance.now();
   const prepared = await prepareAlignment(
-    { method: config.method, members, mainIndex, eva: config.eva, deepen: config.deepen },
+    { method, members, mainIndex, eva: config.eva, deepen: config.deepen },
     {
       cacheDir: config.cacheDir ?? defaultCacheDir(),
       onProgress: bar.update,
