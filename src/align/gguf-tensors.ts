@@ -52,6 +52,16 @@ export function halfToFloat(h: number): number {
   return sign * (1024 + mant) * 2 ** (exp - 25);
 }
 
+let halfTable: Float32Array | undefined;
+/** All 65,536 binary16 values as float32 (exact), for converting whole F16 rows quickly. */
+function halves(): Float32Array {
+  if (!halfTable) {
+    halfTable = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) halfTable[h] = halfToFloat(h);
+  }
+  return halfTable;
+}
+
 const bf16Scratch = new Float32Array(1);
 const bf16Bits = new Uint32Array(bf16Scratch.buffer);
 /** bfloat16 bits → number (exact: the upper half of a binary32). */
@@ -82,9 +92,11 @@ export function dequantize(type: number, src: Uint8Array, at: number, count: num
     case 0:
       for (let i = 0; i < count; i++) out[y++] = view.getFloat32(at + 4 * i, true);
       return;
-    case 1:
-      for (let i = 0; i < count; i++) out[y++] = half(at + 2 * i);
+    case 1: {
+      const table = halves();
+      for (let i = 0; i < count; i++) out[y++] = table[src[at + 2 * i]! | (src[at + 2 * i + 1]! << 8)]!;
       return;
+    }
     case 30:
       for (let i = 0; i < count; i++) out[y++] = bf16ToFloat(view.getUint16(at + 2 * i, true));
       return;
