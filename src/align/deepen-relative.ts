@@ -7,7 +7,7 @@
  * row keeps only its `keep` largest entries, renormalized to sum to 1, so memory is O(|V| · keep);
  * the probability mass the cut drops is measured and reported (mean and max over rows).
  */
-import { dotsWithRows, normalizeRows } from "./embedding-math.js";
+import { dotsWithRows, dotsWithRowsPair, normalizeRows } from "./embedding-math.js";
 import { SparseRowsBuilder, topIndexes, type SparseRows } from "./sparse-rows.js";
 import type { EmbeddingMatrix } from "./eva-map.js";
 
@@ -43,32 +43,43 @@ export function buildRelative(
   const keep = Math.min(params.keep, a);
   const builder = new SparseRowsBuilder(rows, a, keep);
   const row = new Float64Array(a);
+  const next = new Float64Array(a);
   const order = new Int32Array(keep + 1);
   const cols = new Int32Array(keep);
   const vals = new Float64Array(keep);
   let droppedSum = 0;
   let droppedMax = 0;
-  for (let i = 0; i < rows; i++) {
-    // The anchors are rows of the same matrix: read in place, never copied.
-    dotsWithRows(e.data, i, e.data, a, e.width, row, anchorIds);
+  /** Turns a row of cosines into its kept, renormalized softmax entries. */
+  const finish = (c: Float64Array) => {
     let norm = 0;
-    for (let k = 0; k < a; k++) norm += row[k]! * row[k]!;
+    for (let k = 0; k < a; k++) norm += c[k]! * c[k]!;
     const scale = norm > 0 ? params.temperature / Math.sqrt(norm) : 0;
     let max = -Infinity;
-    for (let k = 0; k < a; k++) if ((row[k] = row[k]! * scale) > max) max = row[k]!;
+    for (let k = 0; k < a; k++) if ((c[k] = c[k]! * scale) > max) max = c[k]!;
     let z = 0;
-    for (let k = 0; k < a; k++) z += row[k] = Math.exp(row[k]! - max);
-    const n = topIndexes(row, a, keep, order);
+    for (let k = 0; k < a; k++) z += c[k] = Math.exp(c[k]! - max);
+    const n = topIndexes(c, a, keep, order);
     let kept = 0;
-    for (let k = 0; k < n; k++) kept += row[order[k]!]!;
+    for (let k = 0; k < n; k++) kept += c[order[k]!]!;
     const dropped = 1 - kept / z;
     droppedSum += dropped;
     if (dropped > droppedMax) droppedMax = dropped;
     for (let k = 0; k < n; k++) {
       cols[k] = order[k]!;
-      vals[k] = row[order[k]!]! / kept;
+      vals[k] = c[order[k]!]! / kept;
     }
     builder.addRow(cols, vals, n);
+  };
+  // The anchors are rows of the same matrix: read in place, never copied. Rows go in pairs.
+  for (let i = 0; i < rows; i += 2) {
+    if (i + 1 < rows) {
+      dotsWithRowsPair(e.data, i, e.data, a, e.width, row, next, anchorIds);
+      finish(row);
+      finish(next);
+    } else {
+      dotsWithRows(e.data, i, e.data, a, e.width, row, anchorIds);
+      finish(row);
+    }
     if (onProgress && i % 64 === 0) onProgress(i, rows);
   }
   onProgress?.(rows, rows);
