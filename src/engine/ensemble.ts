@@ -137,6 +137,19 @@ export interface GenerationResult {
   };
 }
 
+/** What one step's vote produced. */
+interface Vote {
+  readonly candidates: Map<number, MemberCandidates>;
+  readonly combined: Combined;
+  readonly voters: readonly number[];
+  /** The primary decided alone (gating). */
+  readonly decidedAlone: boolean;
+  /** Rounds in which GaC's bound asked the members for more candidates. */
+  readonly escalations: number;
+  /** EVA's faithfulness survivors, for the trace. */
+  readonly survivors?: readonly string[];
+}
+
 /**
  * Members list this many top tokens at least: llama.cpp sorts the whole vocabulary for any top-N
  * anyway, so a longer list costs little and spares GaC's bound and UniTE's look-ups a second round.
@@ -295,16 +308,11 @@ export class Ensemble {
 
     const firstFetch = Math.max(topK, MIN_FETCH);
     const fetchFirst = (): FetchPlan => ({ topK: firstFetch, full: options.fullDistributions });
-    while (steps < maxTokens) {
-      if (options.signal?.aborted) throw options.signal.reason ?? new Error("aborted");
-      if (active.some((i) => tracks[i]!.tokenCount + 2 > this.members[i]!.contextSize)) break;
+
+    /** One step's vote: evaluate (the primary first when gated), combine, and prove GaC's greedy choice. */
+    const voteOnce = async (): Promise<Vote> => {
       let candidates: Map<number, MemberCandidates>;
       let decidedAlone = false;
-      let combined: Combined;
-      let escalations = 0;
-      let voters: number[];
-      let survivors: readonly string[] | undefined;
-      try {
       if (gated) {
         candidates = await evaluate([primaryIndex], fetchFirst);
         const primary = candidates.get(primaryIndex)!;
@@ -316,28 +324,38 @@ export class Ensemble {
       } else {
         candidates = await evaluate(active, fetchFirst);
       }
-
-      voters = decidedAlone ? [primaryIndex] : [...active];
+      const voters = decidedAlone ? [primaryIndex] : [...active];
       const voterWeights = voters.map((i) => weights[i]!);
       if (idSpace && !decidedAlone && voters.length > 1) {
-        ({ combined, survivors } = idSpace.step(voters, voterWeights, candidates));
-      } else if (method === "unite" && !decidedAlone) {
-        combined = await this.uniteStep(voters, voterWeights, candidates, tracks, topK, evaluate);
-      } else {
-        combined = gac(voters.map((i) => candidates.get(i)!), voterWeights);
-        // Prove the greedy choice equals full-vocabulary GaC; otherwise ask for more.
-        for (let fetchK = firstFetch; sampling.temperature <= 0 && !options.fullDistributions; ) {
-          if (isCertified(combined, argmax(combined.scores))) break;
-          escalations++;
-          const full = fetchK >= MAX_GROWN_FETCH;
-          fetchK *= FETCH_GROWTH;
-          const fetch: FetchPlan = full ? { topK: firstFetch, full: true } : { topK: Math.min(fetchK, MAX_GROWN_FETCH) };
-          const more = await evaluate(voters, () => fetch);
-          for (const [i, c] of more) candidates.set(i, c);
-          combined = gac(voters.map((i) => candidates.get(i)!), voterWeights);
-          if (full) break;
-        }
+        const { combined, survivors } = idSpace.step(voters, voterWeights, candidates);
+        return { candidates, combined, voters, decidedAlone, escalations: 0, survivors };
       }
+      if (method === "unite" && !decidedAlone) {
+        const combined = await this.uniteStep(voters, voterWeights, candidates, tracks, topK, evaluate);
+        return { candidates, combined, voters, decidedAlone, escalations: 0 };
+      }
+      let combined = gac(voters.map((i) => candidates.get(i)!), voterWeights);
+      let escalations = 0;
+      // Prove the greedy choice equals full-vocabulary GaC; otherwise ask for more.
+      for (let fetchK = firstFetch; sampling.temperature <= 0 && !options.fullDistributions; ) {
+        if (isCertified(combined, argmax(combined.scores))) break;
+        escalations++;
+        const full = fetchK >= MAX_GROWN_FETCH;
+        fetchK *= FETCH_GROWTH;
+        const fetch: FetchPlan = full ? { topK: firstFetch, full: true } : { topK: Math.min(fetchK, MAX_GROWN_FETCH) };
+        const more = await evaluate(voters, () => fetch);
+        for (const [i, c] of more) candidates.set(i, c);
+        combined = gac(voters.map((i) => candidates.get(i)!), voterWeights);
+        if (full) break;
+      }
+      return { candidates, combined, voters, decidedAlone, escalations };
+    };
+    while (steps < maxTokens) {
+      if (options.signal?.aborted) throw options.signal.reason ?? new Error("aborted");
+      if (active.some((i) => tracks[i]!.tokenCount + 2 > this.members[i]!.contextSize)) break;
+      let vote: Vote;
+      try {
+        vote = await voteOnce();
       } catch (error) {
         if (!(error instanceof DroppedMembers)) throw error;
         // Members on failed machines (`onFailure: drop`) leave; the step starts again without them.
@@ -348,6 +366,7 @@ export class Ensemble {
         if (dropped.has(primaryIndex) || active.length < 2) gated = false;
         continue;
       }
+      const { candidates, combined, voters, decidedAlone, escalations, survivors } = vote;
       if (escalations > 0) escalatedSteps++;
       const winner = pickIndex(combined.scores, sampling, random);
       const chosen = combined.texts[winner]!;
