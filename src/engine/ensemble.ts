@@ -373,7 +373,7 @@ export class Ensemble {
       steps++;
       if (!decidedAlone) ensembledSteps++;
 
-      const trace = options.trace ? { ...this.traceOf(voters, candidates, tracks, combined, winner), survivors } : undefined;
+      const trace = options.trace ? { ...this.traceOf(voters, candidates, combined, winner), survivors } : undefined;
       if (chosen === END_TEXT) {
         finishReason = "stop";
         const rest = output.next(text, true);
@@ -465,7 +465,6 @@ export class Ensemble {
   private traceOf(
     voters: readonly number[],
     candidates: ReadonlyMap<number, MemberCandidates>,
-    tracks: readonly MemberTrack[],
     combined: Combined,
     winner: number,
   ): StepTrace {
@@ -486,7 +485,6 @@ export class Ensemble {
       combined: order.slice(0, 5).map((k) => show(combined.texts[k]!, combined.scores[k]!)),
       winner: show(combined.texts[winner]!, combined.scores[winner]!),
     };
-    void tracks;
   }
 }
 
