@@ -69,6 +69,19 @@ describe("OpenAI-compatible server, driven by the openai client", () => {
     assert.ok(body.endsWith("data: [DONE]\n\n"), body.slice(-80));
   });
 
+  test("non-ASCII text arrives as the engine wrote it, streamed and not", async () => {
+    // The pair continues this TinyStories line with a closing curly quote (3 UTF-8 bytes).
+    const prompt = "He shouted to the swan, \u201cCan you help me to cross the river?";
+    const expected = await ensemble.generate({ text: prompt }, { maxTokens: 6 });
+    assert.match(expected.text, /[^\x00-\x7f]/, "the expected text has a non-ASCII character");
+    const response = await client.completions.create({ model: "pair", prompt, max_tokens: 6 });
+    assert.equal(response.choices[0]!.text, expected.text);
+    const stream = await client.completions.create({ model: "pair", prompt, max_tokens: 6, stream: true });
+    let text = "";
+    for await (const chunk of stream) text += chunk.choices[0]?.text ?? "";
+    assert.equal(text, expected.text);
+  });
+
   test("chat completions: rendered through each member's template (plain text here), streamed and not", async () => {
     const messages = [{ role: "user" as const, content: "Tell me a story about a cat." }];
     const expected = await ensemble.generate({ messages }, { maxTokens: 20 });

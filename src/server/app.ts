@@ -177,8 +177,8 @@ export function createServer(options: ServerOptions): ChorusServer {
         const result = next.value;
         const choice =
           kind === "chat"
-            ? { index: 0, message: { role: "assistant", content: decode(text) }, logprobs: null, finish_reason: result.finishReason }
-            : { index: 0, text: decode(text), logprobs: null, finish_reason: result.finishReason };
+            ? { index: 0, message: { role: "assistant", content: text }, logprobs: null, finish_reason: result.finishReason }
+            : { index: 0, text, logprobs: null, finish_reason: result.finishReason };
         await reply.send({
           ...meta,
           object: kind === "chat" ? "chat.completion" : "text_completion",
@@ -224,23 +224,21 @@ export function createServer(options: ServerOptions): ChorusServer {
       send({ ...meta, object, choices: [choice], ...extra });
     };
     if (kind === "chat") send({ ...meta, object, choices: [{ index: 0, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }] });
-    // Steps carry latin1 byte strings; a decoder keeps a UTF-8 character split across steps whole.
-    const decoder = new TextDecoder("utf-8");
+    // The engine's step texts are already whole characters, held back where a stop string may begin.
     let next = first;
     try {
       while (!next.done) {
         const step = next.value;
         progress.steps++;
-        const text = decoder.decode(Buffer.from(step.text, "latin1"), { stream: true });
+        const text = step.text;
         if (text || step.trace) {
           const extra = step.trace ? { ensemble: { step: { index: step.index, text, ensembled: step.ensembled, trace: step.trace } } } : {};
           chunk(text, null, extra);
         }
         next = await steps.next();
       }
-      const tail = decoder.decode();
       const result = next.value;
-      chunk(tail || undefined, result.finishReason, generation.options.trace ? { ensemble: ensembleSummary(result, []) } : {});
+      chunk(undefined, result.finishReason, generation.options.trace ? { ensemble: ensembleSummary(result, []) } : {});
       if (generation.includeUsage) send({ ...meta, object, choices: [], usage: usage(promptTokens, result.steps) });
       progress.outcome = "done";
     } catch (error) {
@@ -264,10 +262,6 @@ export function createServer(options: ServerOptions): ChorusServer {
   };
 }
 
-function decode(latin1: string): string {
-  return Buffer.from(latin1, "latin1").toString("utf8");
-}
-
 function usage(promptTokens: number, completionTokens: number) {
   return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
 }
@@ -286,6 +280,6 @@ function ensembleSummary(result: GenerationResult, trace: readonly Step[]) {
     escalated_steps: result.escalatedSteps,
     members: result.members,
     timings: result.timings,
-    ...(trace.length > 0 ? { trace: trace.map((s) => ({ index: s.index, text: decode(s.text), ensembled: s.ensembled, trace: s.trace })) } : {}),
+    ...(trace.length > 0 ? { trace: trace.map((s) => ({ index: s.index, text: s.text, ensembled: s.ensembled, trace: s.trace })) } : {}),
   };
 }
