@@ -1,6 +1,6 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -56,6 +56,16 @@ describe("chorus generate", () => {
     assert.equal(a.stdout, b.stdout);
     const unite = await chorus("generate", "-c", example, "Lily and Ben", "--max-tokens", "10", "--method", "unite", "--weights", "1,0.5");
     assert.equal(unite.code, 0);
+  });
+
+  test("a reader that closes the pipe early ends the output without a crash", async () => {
+    const child = spawn(process.execPath, ["--import", "tsx", path.join(root, "src/cli/main.ts"), "generate", "-c", example, "Once upon a time", "--max-tokens", "200"], { cwd: root });
+    let stderr = "";
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.stdout.once("data", () => child.stdout.destroy());
+    const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+    assert.equal(code, 0, stderr);
+    assert.doesNotMatch(stderr, /EPIPE|Error/);
   });
 
   test("mistakes get a message naming the problem and the fix, and exit non-zero", async () => {

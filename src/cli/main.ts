@@ -13,6 +13,12 @@ const program = new Command()
   .showHelpAfterError()
   .exitOverride();
 
+// A reader that stops early (`chorus generate … | head`) closes the pipe: that ends the output, not in a crash.
+process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+  if (error.code !== "EPIPE") throw error;
+  process.exit(0);
+});
+
 registerGenerate(program);
 registerServe(program);
 registerEval(program);
