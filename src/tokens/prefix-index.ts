@@ -36,13 +36,8 @@ export function tokensExtending(vocab: Vocabulary, prefix: string, limit: number
   const from = lowerBound(vocab, sorted, prefix);
   // Surfaces are byte strings (char codes < 256), so prefix + U+0100 sorts after all its extensions.
   const to = lowerBound(vocab, sorted, prefix + "\u0100");
-  const ids: number[] = [];
-  let count = 0;
-  for (let k = from; k < to; k++) {
-    const id = sorted[k]!;
-    if (vocab.surfaces[id]!.length === prefix.length) continue;
-    if (ids.length < limit) ids.push(id);
-    count++;
-  }
-  return { ids, count };
+  // Tokens spelling exactly `prefix` sort first in the range; the rest extend it.
+  let first = from;
+  while (first < to && vocab.surfaces[sorted[first]!]!.length === prefix.length) first++;
+  return { ids: Array.from(sorted.subarray(first, Math.min(to, first + limit))), count: to - first };
 }
