@@ -9,6 +9,7 @@ import { END_TEXT, type MemberCandidates } from "./candidates.js";
 import { MemberTrack, type EvaluationPlan, type FetchPlan } from "./member-track.js";
 import { pickIndex, seededRandom, type SamplingOptions } from "./sampling.js";
 import { TextOutput } from "./text-output.js";
+import { surfaceToText } from "../tokens/vocabulary.js";
 import { IdSpaceMethod, isIdSpaceMethod, type DeepenOptions, type EvaOptions } from "./id-space.js";
 import type { PrepareOptions } from "../align/cache.js";
 import type { AlignMethod } from "../align/alignment.js";
@@ -399,7 +400,7 @@ export class Ensemble {
     const totalMs = performance.now() - started;
     const engineMs = Math.max(0, totalMs - memberWallMs);
     return {
-      text: Buffer.from(text, "latin1").toString("utf8"),
+      text: surfaceToText(text),
       finishReason,
       steps,
       ensembledSteps,
@@ -469,7 +470,7 @@ export class Ensemble {
     winner: number,
   ): StepTrace {
     const show = (text: string, probability: number): CandidateTrace => ({
-      text: text === END_TEXT ? "<end>" : Buffer.from(text, "latin1").toString("utf8"),
+      text: text === END_TEXT ? "<end>" : surfaceToText(text),
       probability,
     });
     const order = Array.from(combined.scores.keys()).sort((a, b) => combined.scores[b]! - combined.scores[a]!);

@@ -1,6 +1,6 @@
 import type { Member, PositionRequest, PromptTokens, TokenRun } from "../members/member.js";
 import type { SparseDistribution } from "../members/distribution.js";
-import { TokenKind } from "../tokens/vocabulary.js";
+import { surfaceToText, TokenKind } from "../tokens/vocabulary.js";
 import { tokensExtending } from "../tokens/prefix-index.js";
 import { END_TEXT, healedCandidates, plainCandidates, type MemberCandidates, type TokenPath } from "./candidates.js";
 
@@ -128,7 +128,7 @@ export class MemberTrack {
   private tokenizeOpen(bytes: string, atPromptStart: boolean): OpenRun {
     const tokenize = (b: string): TokenRun =>
       atPromptStart
-        ? this.member.promptTokens({ text: Buffer.from(b, "latin1").toString("utf8") }).text
+        ? this.member.promptTokens({ text: surfaceToText(b) }).text
         : this.member.tokenizeContinuation(b);
     if (!this.heal) return { ...tokenize(bytes), openTail: 1 };
     const extended = tokenize(bytes + " ");

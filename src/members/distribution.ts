@@ -34,13 +34,6 @@ export interface DistributionRequest {
   readonly extend?: SparseDistribution;
 }
 
-/** Probability of `id` if it is listed, else undefined. */
-export function probabilityOf(dist: SparseDistribution, id: number): number | undefined {
-  const ids = dist.ids;
-  for (let i = 0; i < ids.length; i++) if (ids[i] === id) return dist.probs[i];
-  return dist.complete ? 0 : undefined;
-}
-
 /**
  * Builds a sparse distribution from raw logits of the listed tokens and the total logit weight
  * `Σ exp(logit − maxLogit)` over the whole vocabulary, as llama.cpp's sampler reports them.

@@ -1,4 +1,4 @@
-import type { Vocabulary } from "../tokens/vocabulary.js";
+import { surfaceToText, utf8SequenceLength, type Vocabulary } from "../tokens/vocabulary.js";
 import type { TokenRun } from "./member.js";
 
 /** llama.cpp's own tokenizer for plain text (no special tokens, no BOS; SPM vocabularies add their dummy space). */
@@ -50,7 +50,7 @@ function appendRun(into: TokenRun, run: TokenRun): void {
 
 function unknownId(vocab: Vocabulary, bytes: string): number {
   if (vocab.unk !== undefined) return vocab.unk;
-  const text = Buffer.from(bytes, "latin1").toString("utf8");
+  const text = surfaceToText(bytes);
   const cp = text.codePointAt(0) ?? 0;
   throw new EncodeError(
     `cannot encode ${JSON.stringify(text)} (U+${cp.toString(16).toUpperCase().padStart(4, "0")}): ` +
@@ -71,26 +71,17 @@ export function hasByteFallback(vocab: Vocabulary): boolean {
   return known;
 }
 
-/** Length in bytes of the UTF-8 sequence starting at `i`, or 0 when the bytes there are not valid UTF-8. */
-export function utf8SequenceLength(bytes: string, i: number): number {
-  const b0 = bytes.charCodeAt(i);
-  let n: number;
-  if (b0 < 0x80) return 1;
-  else if (b0 >= 0xc2 && b0 < 0xe0) n = 2;
-  else if (b0 >= 0xe0 && b0 < 0xf0) n = 3;
-  else if (b0 >= 0xf0 && b0 < 0xf5) n = 4;
-  else return 0;
-  if (i + n > bytes.length) return 0;
-  for (let k = 1; k < n; k++) {
-    const b = bytes.charCodeAt(i + k);
-    if (b < 0x80 || b > 0xbf) return 0;
+
+/** The first character of `bytes` (a stray byte counts as one) the vocabulary cannot encode, if any. */
+export function firstUnencodable(vocab: Vocabulary, bytes: string): string | undefined {
+  if (hasByteFallback(vocab)) return undefined;
+  for (let i = 0; i < bytes.length; ) {
+    const n = Math.max(1, utf8SequenceLength(bytes, i));
+    const char = bytes.slice(i, i + n);
+    if (!vocab.bySurface.has(char)) return char;
+    i += n;
   }
-  const b1 = bytes.charCodeAt(i + 1);
-  if (b0 === 0xe0 && b1 < 0xa0) return 0; // overlong
-  if (b0 === 0xed && b1 > 0x9f) return 0; // surrogates
-  if (b0 === 0xf0 && b1 < 0x90) return 0; // overlong
-  if (b0 === 0xf4 && b1 > 0x8f) return 0; // above U+10FFFF
-  return n;
+  return undefined;
 }
 
 /** Splits bytes into runs llama.cpp can tokenize, stray bytes that are not valid UTF-8, and characters the vocabulary cannot encode. */
@@ -125,7 +116,7 @@ function segmentEncodable(vocab: Vocabulary, bytes: string): Segment[] {
 const SENTINELS = ["\n", ".", ",", "!"];
 
 function encodeText(vocab: Vocabulary, raw: RawTokenizer, bytes: string, mode: "start" | "continuation"): TokenRun {
-  const text = Buffer.from(bytes, "latin1").toString("utf8");
+  const text = surfaceToText(bytes);
   if (!vocab.addsLeadingSpace) return matchSurfaces(vocab, raw(text), "", bytes) ?? greedyLongestMatch(vocab, bytes);
   if (mode === "start") return matchSurfaces(vocab, raw(text), " ", bytes, true) ?? greedyLongestMatch(vocab, bytes);
   if (bytes.startsWith(" ")) {

@@ -1,6 +1,6 @@
 import type { LlamaModel, Token } from "node-llama-cpp";
-import { vocabularyFromGguf, type Vocabulary } from "../tokens/vocabulary.js";
-import { EncodeError, hasByteFallback, tokenizeExact, utf8SequenceLength } from "./exact-tokenize.js";
+import { surfaceToText, textToSurface, vocabularyFromGguf, type Vocabulary } from "../tokens/vocabulary.js";
+import { EncodeError, firstUnencodable, tokenizeExact } from "./exact-tokenize.js";
 import { renderChatPrompt, type ChatMessage } from "./chat-template.js";
 import { MemberError, type Prompt, type PromptTokens, type TokenRun } from "./member.js";
 
@@ -37,7 +37,7 @@ export class GgufTokenizer {
     const bos = this.model.tokens.shouldPrependBosToken ? this.model.tokens.bos : null;
     if ("text" in prompt || this.chatTemplate === undefined) {
       const text = "text" in prompt ? prompt.text : plainConversation(prompt.messages);
-      const bytes = Buffer.from(text, "utf8").toString("latin1");
+      const bytes = textToSurface(text);
       const run = this.guard(() => tokenizeExact(this.vocabulary, this.rawTokenize, bytes, "start"));
       return { prefix: bos === null ? [] : [bos], text: run, textBytes: bytes, endsOnOwnBoundary: false };
     }
@@ -64,19 +64,12 @@ export class GgufTokenizer {
 
   /** llama.cpp aborts the process on a character a vocabulary without byte tokens cannot encode. */
   private assertEncodable(text: string): void {
-    if (hasByteFallback(this.vocabulary)) return;
-    const bytes = Buffer.from(text, "utf8").toString("latin1");
-    for (let i = 0; i < bytes.length; ) {
-      const n = Math.max(1, utf8SequenceLength(bytes, i));
-      const char = bytes.slice(i, i + n);
-      if (!this.vocabulary.bySurface.has(char)) {
-        const shown = Buffer.from(char, "latin1").toString("utf8");
-        throw new MemberError(
-          this.name,
-          `the chat prompt contains ${JSON.stringify(shown)}, which this model's vocabulary cannot encode; remove it from the messages`,
-        );
-      }
-      i += n;
+    const char = firstUnencodable(this.vocabulary, textToSurface(text));
+    if (char !== undefined) {
+      throw new MemberError(
+        this.name,
+        `the chat prompt contains ${JSON.stringify(surfaceToText(char))}, which this model's vocabulary cannot encode; remove it from the messages`,
+      );
     }
   }
 }

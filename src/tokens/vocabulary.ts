@@ -76,28 +76,34 @@ export function surfaceToText(surface: string): string {
   return surface;
 }
 
+/** Length in bytes of the UTF-8 sequence starting at `i`, or 0 when the bytes there are not valid UTF-8. */
+export function utf8SequenceLength(bytes: string, i: number): number {
+  const b0 = bytes.charCodeAt(i);
+  let n: number;
+  if (b0 < 0x80) return 1;
+  else if (b0 >= 0xc2 && b0 < 0xe0) n = 2;
+  else if (b0 >= 0xe0 && b0 < 0xf0) n = 3;
+  else if (b0 >= 0xf0 && b0 < 0xf5) n = 4;
+  else return 0;
+  if (i + n > bytes.length) return 0;
+  for (let k = 1; k < n; k++) {
+    const b = bytes.charCodeAt(i + k);
+    if (b < 0x80 || b > 0xbf) return 0;
+  }
+  const b1 = bytes.charCodeAt(i + 1);
+  if (b0 === 0xe0 && b1 < 0xa0) return 0; // overlong
+  if (b0 === 0xed && b1 > 0x9f) return 0; // surrogates
+  if (b0 === 0xf0 && b1 < 0x90) return 0; // overlong
+  if (b0 === 0xf4 && b1 > 0x8f) return 0; // above U+10FFFF
+  return n;
+}
+
 /** Whether the bytes of a binary string are well-formed UTF-8 on their own. */
 export function isValidUtf8(surface: string): boolean {
-  let i = 0;
-  const n = surface.length;
-  while (i < n) {
-    const c = surface.charCodeAt(i);
-    if (c < 0x80) { i++; continue; }
-    let need: number;
-    let min: number;
-    if (c >= 0xc2 && c <= 0xdf) { need = 1; min = 0x80; }
-    else if (c >= 0xe0 && c <= 0xef) { need = 2; min = 0x800; }
-    else if (c >= 0xf0 && c <= 0xf4) { need = 3; min = 0x10000; }
-    else return false;
-    if (i + need >= n) return false;
-    let cp = c & (need === 1 ? 0x1f : need === 2 ? 0x0f : 0x07);
-    for (let k = 1; k <= need; k++) {
-      const d = surface.charCodeAt(i + k);
-      if (!(d >= 0x80 && d <= 0xbf)) return false;
-      cp = (cp << 6) | (d & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
-    i += need + 1;
+  for (let i = 0; i < surface.length; ) {
+    const n = utf8SequenceLength(surface, i);
+    if (n === 0) return false;
+    i += n;
   }
   return true;
 }
