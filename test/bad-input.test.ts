@@ -68,6 +68,16 @@ describe("bad input gets a clear error, never a crash", () => {
       assert.throws(() => member.promptTokens({ messages: [{ role: "user", content: "snow ☃" }] }), /member 'ts656k'.*"☃".*cannot encode/);
       const ok = member.promptTokens({ messages: [{ role: "user", content: "Once upon a time" }] });
       assert.ok(ok.prefix.length > 3);
+      // A member left out of the vote is not asked to tokenize the prompt at all.
+      const other = await LlamaMember.load({ name: "s260k", modelPath: S260K });
+      try {
+        const ensemble = Ensemble.fromMembers({ members: [{ name: "ts656k", model: TS656K }, { name: "s260k", model: S260K }], maxTokens: 4 }, [member, other]);
+        const alone = await ensemble.generate({ messages: [{ role: "user", content: "snow ☃" }] }, { only: "s260k" });
+        assert.ok(alone.steps > 0);
+        await assert.rejects(ensemble.generate({ messages: [{ role: "user", content: "snow ☃" }] }), /member 'ts656k'.*cannot encode/);
+      } finally {
+        await other.dispose();
+      }
     } finally {
       await member.dispose();
     }

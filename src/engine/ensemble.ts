@@ -249,7 +249,9 @@ export class Ensemble {
     const dropped = new Set<number>();
 
     const idSpace = isIdSpaceMethod(method) && options.only === undefined && active.length > 1 ? await this.prepareAlignment(method) : undefined;
-    const tracks = this.members.map((member) => new MemberTrack(member, member.promptTokens(prompt), heal));
+    // Only members with a vote are tokenized and tracked (a muted member's vocabulary may not even encode the prompt).
+    const tracks: MemberTrack[] = [];
+    for (const i of active) tracks[i] = new MemberTrack(this.members[i]!, this.members[i]!.promptTokens(prompt), heal);
     for (const i of active) {
       const track = tracks[i]!;
       if (track.tokenCount + 1 > this.members[i]!.contextSize) {
