@@ -2,7 +2,7 @@ import type { Member, PositionRequest, PromptTokens, TokenRun } from "../members
 import type { SparseDistribution } from "../members/distribution.js";
 import { surfaceToText, TokenKind } from "../tokens/vocabulary.js";
 import { tokensExtending } from "../tokens/prefix-index.js";
-import { END_TEXT, healedCandidates, plainCandidates, type MemberCandidates, type TokenPath } from "./candidates.js";
+import { END_TEXT, healedCandidates, plainCandidates, type MemberCandidates } from "./candidates.js";
 
 /** Tokens extending a healed token that are asked for by id (llama.cpp's filter is a linear scan per token). */
 const EXTENSIONS_LISTED = 32;
@@ -145,11 +145,6 @@ export class MemberTrack {
     return run;
   }
 
-  /** Whether the next evaluation heals: the text ends on a foreign boundary after healable tokens. */
-  get heals(): boolean {
-    return this.healedTail().length > 0;
-  }
-
   /** The trailing tokens to heal over (empty when the boundary is the member's own). */
   private healedTail(): number[] {
     if (!this.heal || this.ownBoundary) return [];
@@ -169,7 +164,7 @@ export class MemberTrack {
   }
 
   /** What to ask the member for at the end of `text` (after catching up with it). */
-  plan(text: string, fetch: FetchPlan): EvaluationPlan {
+  private plan(text: string, fetch: FetchPlan): EvaluationPlan {
     this.catchUp(text);
     const tokens = this.tokens();
     const last = tokens.length - 1;
