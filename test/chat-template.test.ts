@@ -5,9 +5,10 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { readGgufFileInfo } from 'node-llama-cpp';
 import { ChatTemplateError, renderChatPrompt, type ChatMessage } from '../src/members/chat-template.js';
+import { SHARED } from './helpers/models.js';
 
-const HF = '/work/shared/vocab/hf';
-const VOCAB = '/work/shared/vocab';
+const HF = path.join(SHARED, 'vocab/hf');
+const VOCAB = path.join(SHARED, 'vocab');
 
 interface HfTokenizerConfig {
   chat_template: string;

@@ -6,8 +6,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, loadEnsembleConfig, parseEnsembleConfig, type ConfigIssue } from '../src/config/load.js';
 import { ensembleConfigSchema } from '../src/config/schema.js';
+import { SHARED } from './helpers/models.js';
 
-const MODELS = '/work/shared/models';
+const MODELS = path.join(SHARED, 'models');
 const S260K = path.join(MODELS, 'stories260K-f32.gguf');
 const TS656K = path.join(MODELS, 'TinyStories-656K-f32.gguf');
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');

@@ -27,9 +27,10 @@ import {
   vocabularyFromGguf,
   type Vocabulary,
 } from "../src/tokens/vocabulary.js";
+import { SHARED } from "./helpers/models.js";
 
-const VOCAB_DIR = "/work/shared/vocab";
-const MODELS_DIR = "/work/shared/models";
+const VOCAB_DIR = path.join(SHARED, "vocab");
+const MODELS_DIR = path.join(SHARED, "models");
 
 const vocabFiles = fs.readdirSync(VOCAB_DIR).filter((f) => f.endsWith(".gguf")).sort();
 const withVectors = vocabFiles.filter(

@@ -5,6 +5,8 @@ import vm from "node:vm";
 import { readGgufFileInfo } from "node-llama-cpp";
 import { END, buildUnion } from "../src/tokens/union.js";
 import { TokenKind, vocabularyFromGguf, type Vocabulary } from "../src/tokens/vocabulary.js";
+import path from "node:path";
+import { SHARED } from "./helpers/models.js";
 
 type Kind = (typeof TokenKind)[keyof typeof TokenKind];
 
@@ -99,7 +101,7 @@ test("buildUnion: a member without EOG has no END token; one member; no members"
 });
 
 test("union of Llama-3 (llama-bpe) and Qwen2 vocabularies from real GGUF metadata", async () => {
-  const files = ["/work/shared/vocab/ggml-vocab-llama-bpe.gguf", "/work/shared/vocab/ggml-vocab-qwen2.gguf"];
+  const files = ["ggml-vocab-llama-bpe.gguf", "ggml-vocab-qwen2.gguf"].map((f) => path.join(SHARED, "vocab", f));
   const infos = await Promise.all(files.map((f) => readGgufFileInfo(f, { readTensorInfo: false })));
 
   v8.setFlagsFromString("--expose-gc");
