@@ -128,15 +128,22 @@ export function healedCandidates(vocab: Vocabulary, tail: readonly number[], dis
   let extendingMass = 0;
   let unknownMass = 0;
   let unlistedFromLevels = 0;
+  // A member that cannot look ids up (a remote one) may leave a tail token out of its answer: then
+  // the path's probability is unknown and nothing here is proven.
+  let tailUnlisted = false;
   for (let level = 0; level < levels && pathMass > 0; level++) {
     const dist = dists[level]!;
     const rest = rests[level]!;
     let listedExtending = 0;
     let next = 0;
+    let tailListed = false;
     for (let k = 0; k < dist.ids.length; k++) {
       const id = dist.ids[k]!;
       const p = dist.probs[k]!;
-      if (id === tail[level]) next = p;
+      if (id === tail[level]) {
+        next = p;
+        tailListed = true;
+      }
       const text = candidateText(vocab, id);
       if (text === null || text.length === 0 || !text.startsWith(rest)) continue;
       if (text.length === rest.length) {
@@ -149,6 +156,7 @@ export function healedCandidates(vocab: Vocabulary, tail: readonly number[], dis
       }
     }
     if (!dist.complete) {
+      if (!tailListed) tailUnlisted = true;
       const unlisted = Math.max(0, tokensExtending(vocab, rest, 0).count - listedExtending);
       unknownMass += pathMass * Math.min(dist.unlistedMass, unlisted * dist.unlistedMax);
       if (unlisted > 0) unlistedFromLevels += pathMass * dist.unlistedMax;
@@ -157,8 +165,8 @@ export function healedCandidates(vocab: Vocabulary, tail: readonly number[], dis
   }
   const after = dists[levels]!;
   if (sameMass + extendingMass <= 0) {
-    // Nothing consistent survived (underflow): the member continues after its last token.
-    return plainCandidates(vocab, after);
+    // Nothing consistent survived (underflow, or not listed): the member continues after its last token.
+    return tailUnlisted ? unproven(plainCandidates(vocab, after)) : plainCandidates(vocab, after);
   }
   for (let k = 0; k < after.ids.length; k++) {
     const id = after.ids[k]!;
@@ -169,5 +177,11 @@ export function healedCandidates(vocab: Vocabulary, tail: readonly number[], dis
   const zHigh = zLow + unknownMass;
   const unlistedMax = Math.min(1, (unlistedFromLevels + sameMass * after.unlistedMax) / zLow);
   const complete = dists.every((d) => d.complete);
-  return builder.build(1 / zLow, zLow / zHigh, () => unlistedMax, unlistedMax, complete, rests[0]);
+  const candidates = builder.build(1 / zLow, zLow / zHigh, () => unlistedMax, unlistedMax, complete, rests[0]);
+  return tailUnlisted ? unproven(candidates) : candidates;
+}
+
+/** The same estimate with bounds that prove nothing, so GaC asks the member for more. */
+function unproven(candidates: MemberCandidates): MemberCandidates {
+  return { ...candidates, lowerScale: 0, hiExtra: candidates.hiExtra.map(() => 1), unlistedMax: 1, complete: false };
 }
