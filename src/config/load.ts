@@ -5,7 +5,7 @@
  * problem and the fix, formatted one per line as `<file>: <path>: <problem> — <fix>`.
  * Model paths are resolved to absolute paths and checked to be GGUF files.
  */
-import { closeSync, openSync, readSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import path from 'node:path';
@@ -204,7 +204,7 @@ function validate(raw: unknown, options: ParseConfigOptions, locate: Locator | u
       const key = remote ? 'tokenizer' : 'model';
       const model = (member as Record<string, unknown>)[key];
       if (typeof model !== 'string' || model === '') return;
-      const outcome = resolveModelPath(model, baseDir, env);
+      const outcome = resolveModelPath(model, baseDir, env, { tokenizer: remote });
       if ('problem' in outcome) {
         const segments = ['members', i, key];
         issues.push({ segments, path: formatPath(segments), message: outcome.problem });
@@ -426,7 +426,17 @@ function expandHome(p: string): string {
  * (several directories may be separated by the platform's path delimiter). The first existing
  * candidate must be a readable GGUF file.
  */
-export function resolveModelPath(model: string, baseDir: string, env: NodeJS.ProcessEnv): { path: string } | { problem: string } {
+/**
+ * Finds a model file: absolute, relative to the config's folder, then in each CHORUS_MODELS folder.
+ * With `tokenizer` (a remote member's tokenizer), a Hugging Face tokenizer.json, or the folder
+ * holding one, is accepted too.
+ */
+export function resolveModelPath(
+  model: string,
+  baseDir: string,
+  env: NodeJS.ProcessEnv,
+  options: { tokenizer?: boolean } = {},
+): { path: string } | { problem: string } {
   const expanded = expandHome(model);
   const candidates: string[] = [];
   if (path.isAbsolute(expanded)) {
@@ -446,6 +456,11 @@ export function resolveModelPath(model: string, baseDir: string, env: NodeJS.Pro
       const code = errorCode(error);
       if (code === 'ENOENT' || code === 'ENOTDIR') continue;
       return { problem: `cannot read ${candidate} (${code ?? String(error)}) — check the file's permissions` };
+    }
+    if (options.tokenizer && (isDirectory || candidate.endsWith('.json'))) {
+      const file = isDirectory ? path.join(candidate, 'tokenizer.json') : candidate;
+      if (!existsSync(file)) return { problem: `${candidate} holds no tokenizer.json — point \`tokenizer\` at the served model's tokenizer.json or a GGUF with its vocabulary` };
+      return { path: candidate };
     }
     if (isDirectory) {
       return {

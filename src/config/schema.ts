@@ -47,7 +47,7 @@ export const memberConfigSchema = z.strictObject({
   url: z.url({ protocol: /^https?$/ }).optional(),
   /** Remote member: the server's wire dialect (default vllm). */
   api: z.enum(['vllm', 'llamacpp']).optional(),
-  /** Remote member: GGUF with the served model's vocabulary (a vocab-only GGUF will do), for exact local tokenization. */
+  /** Remote member: the served model's tokenizer, for exact local tokenization: its Hugging Face tokenizer.json (or the folder holding it), or a GGUF with its vocabulary (a vocab-only GGUF will do). */
   tokenizer: z.string().min(1).optional(),
   /** Remote member: when it keeps failing, end the request with an error (`fail`) or go on without it (`drop`). */
   onFailure: z.enum(['fail', 'drop']).optional(),
@@ -182,7 +182,7 @@ export function crossFieldIssues(value: unknown): CrossFieldIssue[] {
       issues.push({ path: ['members', i, 'model'], message: 'model is required — give the path of a .gguf file (or `url:` and `tokenizer:` for a model on a server)' });
     }
     if (member.url !== undefined && member.tokenizer === undefined) {
-      issues.push({ path: ['members', i, 'tokenizer'], message: 'a member with `url` needs `tokenizer` — give the path of a GGUF with the served model\'s vocabulary (a vocab-only GGUF will do)' });
+      issues.push({ path: ['members', i, 'tokenizer'], message: 'a member with `url` needs `tokenizer` — give the served model\'s tokenizer.json, or a GGUF with its vocabulary (a vocab-only GGUF will do)' });
     }
   });
 

@@ -60,12 +60,18 @@ function unknownId(vocab: Vocabulary, bytes: string): number {
 
 const byteFallbackCache = new WeakMap<Vocabulary, boolean>();
 
-/** True when every single byte is a token (SPM `<0xNN>` or GPT-2 byte-level): any text can be encoded. */
+/** Bytes that never occur in UTF-8 text (overlong lead bytes, leads above U+10FFFF): vocabularies may leave them out. */
+const neverInUtf8 = (b: number): boolean => b === 0xc0 || b === 0xc1 || b >= 0xf5;
+
+/**
+ * True when every byte that can occur in UTF-8 text is a token (SPM `<0xNN>` or GPT-2 byte-level;
+ * GPT-NeoX's byte-level vocabulary has no C0, C1, F5–FF): any text can be encoded.
+ */
 export function hasByteFallback(vocab: Vocabulary): boolean {
   let known = byteFallbackCache.get(vocab);
   if (known === undefined) {
     known = true;
-    for (let b = 0; b < 256 && known; b++) if (!vocab.bySurface.has(String.fromCharCode(b))) known = false;
+    for (let b = 0; b < 256 && known; b++) if (!neverInUtf8(b) && !vocab.bySurface.has(String.fromCharCode(b))) known = false;
     byteFallbackCache.set(vocab, known);
   }
   return known;

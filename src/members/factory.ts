@@ -7,7 +7,7 @@ import { RemoteMember } from "./remote.js";
 export async function createMember(spec: MemberSpec, defaults: { threads: number; contextSize?: number }): Promise<Member> {
   if (spec.url !== undefined) {
     if (spec.tokenizer === undefined) {
-      throw new MemberError(spec.name, "a remote member needs `tokenizer`: the path of a GGUF with the served model's vocabulary");
+      throw new MemberError(spec.name, "a remote member needs `tokenizer`: the served model's tokenizer.json, or a GGUF with its vocabulary");
     }
     const apiKey = spec.apiKeyEnv === undefined ? undefined : process.env[spec.apiKeyEnv];
     if (spec.apiKeyEnv !== undefined && !apiKey) {

@@ -11,7 +11,7 @@ import {
 } from "node-llama-cpp";
 import type { Vocabulary } from "../tokens/vocabulary.js";
 import { extendWithLogits, fromFullProbabilities, fromLogits, isExtensible, type SparseDistribution } from "./distribution.js";
-import { GgufTokenizer } from "./gguf-tokenizer.js";
+import { MemberTokenizer, ggufTokenizerSource } from "./member-tokenizer.js";
 import { MemberError, type Member, type PositionRequest, type Prompt, type PromptTokens, type TokenRun } from "./member.js";
 
 export interface LlamaMemberOptions {
@@ -46,7 +46,7 @@ export class LlamaMember implements Member {
     private readonly model: LlamaModel,
     private readonly context: LlamaContext,
     private readonly sequence: LlamaContextSequence,
-    private readonly tokenizer: GgufTokenizer,
+    private readonly tokenizer: MemberTokenizer,
   ) {
     this.vocabulary = tokenizer.vocabulary;
   }
@@ -64,7 +64,7 @@ export class LlamaMember implements Member {
       const trainContext = model.trainContextSize;
       const contextSize = options.contextSize ?? Math.min(trainContext, 4096);
       const context = await model.createContext({ contextSize, threads: options.threads ?? 1, sequences: 1 });
-      const tokenizer = new GgufTokenizer(options.name, model, options.chatTemplate);
+      const tokenizer = new MemberTokenizer(options.name, ggufTokenizerSource(model), options.chatTemplate);
       return new LlamaMember(options.name, context.contextSize, model, context, context.getSequence(), tokenizer);
     } catch (error) {
       await model.dispose();

@@ -4,27 +4,41 @@ import { EncodeError, firstUnencodable, tokenizeExact } from "./exact-tokenize.j
 import { renderChatPrompt, type ChatMessage } from "./chat-template.js";
 import { MemberError, type Prompt, type PromptTokens, type TokenRun } from "./member.js";
 
+/** What a tokenizer file gives: its vocabulary, two ways to tokenize, and what chat prompts need. */
+export interface TokenizerSource {
+  readonly vocabulary: Vocabulary;
+  /** Jinja chat template, when the file has one. */
+  readonly chatTemplate: string | undefined;
+  /** The token put before every prompt, or null when the model adds none. */
+  readonly bosToPrepend: number | null;
+  readonly bosText: string | undefined;
+  readonly eosText: string | undefined;
+  /** Plain text to ids: special tokens' texts are not parsed, no BOS is added. */
+  tokenizePlain(text: string): readonly number[];
+  /** A rendered chat prompt to ids: special tokens' texts become their ids, no BOS is added. */
+  tokenizeWithSpecials(text: string): number[];
+}
+
 /**
- * A member's tokenizer, from a GGUF's vocabulary as llama.cpp loads it: exact tokenization of
- * continuations and prompts (chat prompts through the model's own template). Shared by members
- * that run the model here and members whose model runs on a server (loaded vocabulary-only).
+ * A member's tokenizer: exact tokenization of continuations and prompts (chat prompts through the
+ * model's own template), over the vocabulary of a GGUF as llama.cpp loads it or of a Hugging Face
+ * `tokenizer.json`. Shared by members that run the model here and members whose model runs on a server.
  */
-export class GgufTokenizer {
+export class MemberTokenizer {
   readonly vocabulary: Vocabulary;
   private readonly chatTemplate: string | undefined;
 
   constructor(
     private readonly name: string,
-    private readonly model: LlamaModel,
+    private readonly source: TokenizerSource,
     chatTemplate?: string,
   ) {
-    const metadata = model.fileInfo.metadata;
-    this.vocabulary = vocabularyFromGguf(metadata, { isEog: (id) => model.isEogToken(id as Token) });
-    const template = chatTemplate ?? metadata.tokenizer?.chat_template;
+    this.vocabulary = source.vocabulary;
+    const template = chatTemplate ?? source.chatTemplate;
     this.chatTemplate = typeof template === "string" && template.length > 0 ? template : undefined;
   }
 
-  /** Whether the GGUF carries a chat template (otherwise chat prompts fall back to plain text). */
+  /** Whether there is a chat template (otherwise chat prompts fall back to plain text). */
   get hasChatTemplate(): boolean {
     return this.chatTemplate !== undefined;
   }
@@ -34,7 +48,7 @@ export class GgufTokenizer {
   }
 
   promptTokens(prompt: Prompt): PromptTokens {
-    const bos = this.model.tokens.shouldPrependBosToken ? this.model.tokens.bos : null;
+    const bos = this.source.bosToPrepend;
     if ("text" in prompt || this.chatTemplate === undefined) {
       const text = "text" in prompt ? prompt.text : plainConversation(prompt.messages);
       const bytes = textToSurface(text);
@@ -42,16 +56,16 @@ export class GgufTokenizer {
       return { prefix: bos === null ? [] : [bos], text: run, textBytes: bytes, endsOnOwnBoundary: false };
     }
     const rendered = renderChatPrompt(this.chatTemplate, prompt.messages, {
-      bosToken: this.model.tokens.bosString ?? undefined,
-      eosToken: this.model.tokens.eosString ?? undefined,
+      bosToken: this.source.bosText,
+      eosToken: this.source.eosText,
     });
     this.assertEncodable(rendered);
-    const ids = this.guard(() => [...this.model.tokenize(rendered, true)] as number[]);
+    const ids = this.guard(() => this.source.tokenizeWithSpecials(rendered));
     if (bos !== null && ids[0] !== bos) ids.unshift(bos);
     return { prefix: ids, text: { ids: [], byteLengths: [] }, textBytes: "", endsOnOwnBoundary: true };
   }
 
-  private readonly rawTokenize = (text: string): readonly number[] => this.model.tokenize(text, false);
+  private readonly rawTokenize = (text: string): readonly number[] => this.source.tokenizePlain(text);
 
   private guard<T>(fn: () => T): T {
     try {
@@ -72,6 +86,21 @@ export class GgufTokenizer {
       );
     }
   }
+}
+
+/** A GGUF's tokenizer as llama.cpp loads it (the model itself, or its vocabulary only). */
+export function ggufTokenizerSource(model: LlamaModel): TokenizerSource {
+  const metadata = model.fileInfo.metadata;
+  const template = metadata.tokenizer?.chat_template;
+  return {
+    vocabulary: vocabularyFromGguf(metadata, { isEog: (id) => model.isEogToken(id as Token) }),
+    chatTemplate: typeof template === "string" ? template : undefined,
+    bosToPrepend: model.tokens.shouldPrependBosToken ? model.tokens.bos : null,
+    bosText: model.tokens.bosString ?? undefined,
+    eosText: model.tokens.eosString ?? undefined,
+    tokenizePlain: (text) => model.tokenize(text, false),
+    tokenizeWithSpecials: (text) => [...model.tokenize(text, true)] as number[],
+  };
 }
 
 /** The conversation as plain text, for models without a chat template. */

@@ -1,9 +1,9 @@
 import { loadLlama } from "./llama.js";
-import { GgufTokenizer } from "./gguf-tokenizer.js";
+import { MemberTokenizer, ggufTokenizerSource } from "./member-tokenizer.js";
+import { HfTokenizerError, hfTokenizerSource, isHfTokenizerPath } from "./hf-tokenizer.js";
 import type { Vocabulary } from "../tokens/vocabulary.js";
 import type { SparseDistribution } from "./distribution.js";
 import { MemberError, MemberUnavailableError, type Member, type PositionRequest, type Prompt, type PromptTokens, type TokenRun } from "./member.js";
-import type { LlamaModel } from "node-llama-cpp";
 
 export type RemoteApi = "vllm" | "llamacpp";
 
@@ -14,7 +14,10 @@ export interface RemoteMemberOptions {
   readonly api?: RemoteApi;
   /** The model name the server knows; default: the first model it lists. */
   readonly model?: string;
-  /** GGUF whose vocabulary is the served model's (a vocab-only GGUF will do): tokenization stays here and exact. */
+  /**
+   * The served model's tokenizer, so tokenization stays here and exact: a GGUF with its vocabulary
+   * (a vocab-only GGUF will do), or its Hugging Face `tokenizer.json` (or the folder holding it).
+   */
   readonly tokenizerPath: string;
   readonly chatTemplate?: string;
   /** Context size; default: what the server reports. */
@@ -30,6 +33,8 @@ export interface RemoteMemberOptions {
 const DEFAULT_TIMEOUT_MS = 30_000;
 const DEFAULT_RETRIES = 2;
 const BACKOFF_MS = 200;
+/** Answers kept for repeated requests (a step asks for at most a few positions, a few times). */
+const RECENT_ANSWERS = 16;
 
 /** A failed HTTP exchange: `retry` when another try may succeed (network, timeout, 5xx, 429). */
 class ExchangeError extends Error {
@@ -51,6 +56,7 @@ class ExchangeError extends Error {
 export class RemoteMember implements Member {
   readonly vocabulary: Vocabulary;
   private readonly base: string;
+  private readonly recent = new Map<string, Promise<SparseDistribution>>();
 
   private constructor(
     readonly name: string,
@@ -58,8 +64,8 @@ export class RemoteMember implements Member {
     private readonly options: RemoteMemberOptions,
     private readonly api: RemoteApi,
     private readonly servedModel: string | undefined,
-    private readonly model: LlamaModel,
-    private readonly tokenizer: GgufTokenizer,
+    private readonly tokenizer: MemberTokenizer,
+    private readonly release: () => Promise<void>,
   ) {
     this.vocabulary = tokenizer.vocabulary;
     this.base = baseUrl(options.url);
@@ -67,23 +73,16 @@ export class RemoteMember implements Member {
 
   /** Loads the local tokenizer, asks the server for its model and context size, and checks both tokenize alike. */
   static async connect(options: RemoteMemberOptions): Promise<RemoteMember> {
-    const llama = await loadLlama();
-    let model: LlamaModel;
+    const { tokenizer, release } = await loadTokenizer(options);
     try {
-      model = await llama.loadModel({ modelPath: options.tokenizerPath, vocabOnly: true });
-    } catch (error) {
-      throw new MemberError(options.name, `cannot load tokenizer ${options.tokenizerPath}: ${(error as Error).message}; point \`tokenizer\` at a GGUF file`);
-    }
-    try {
-      const tokenizer = new GgufTokenizer(options.name, model, options.chatTemplate);
       const api = options.api ?? "vllm";
-      const probe = new RemoteMember(options.name, options.contextSize ?? 0, options, api, options.model, model, tokenizer);
+      const probe = new RemoteMember(options.name, options.contextSize ?? 0, options, api, options.model, tokenizer, release);
       const { servedModel, contextSize } = await probe.describeServer();
-      const member = new RemoteMember(options.name, options.contextSize ?? contextSize, options, api, servedModel, model, tokenizer);
+      const member = new RemoteMember(options.name, options.contextSize ?? contextSize, options, api, servedModel, tokenizer, release);
       await member.checkTokenizer();
       return member;
     } catch (error) {
-      await model.dispose();
+      await release();
       throw error;
     }
   }
@@ -104,14 +103,29 @@ export class RemoteMember implements Member {
         const k = Math.max(1, Math.min(wanted, limit, this.vocabulary.size));
         // The server lists only its top k, never chosen ids: asking again would repeat the same list.
         if (request.extend && !request.full && request.extend.topCount >= k) return request.extend;
-        const logprobs = await this.topLogprobs(tokens.slice(0, request.position + 1), k);
-        return sparseFromLogprobs(logprobs, k, this.vocabulary.size);
+        return this.answer(tokens.slice(0, request.position + 1), k);
       }),
     );
   }
 
   async dispose(): Promise<void> {
-    await this.model.dispose();
+    await this.release();
+  }
+
+  /**
+   * One position's top-k, remembered for a while: when the server caps k (vLLM's --max-logprobs),
+   * GaC's requests for more at the same position would fetch the same list again.
+   */
+  private answer(prompt: readonly number[], k: number): Promise<SparseDistribution> {
+    const key = `${k}:${prompt.join(",")}`;
+    let answer = this.recent.get(key);
+    if (answer === undefined) {
+      answer = this.topLogprobs(prompt, k).then((logprobs) => sparseFromLogprobs(logprobs, k, this.vocabulary.size));
+      answer.catch(() => this.recent.delete(key));
+      this.recent.set(key, answer);
+      if (this.recent.size > RECENT_ANSWERS) this.recent.delete(this.recent.keys().next().value!);
+    }
+    return answer;
   }
 
   /** Top-k (id, log-probability) pairs of the token after `prompt`, in the server's dialect. */
@@ -240,6 +254,31 @@ export class RemoteMember implements Member {
   private badAnswer(what: string): MemberUnavailableError {
     return new MemberUnavailableError(this.name, `${what} (is this a ${this.api === "vllm" ? "vLLM" : "llama.cpp"} server? set \`api\`)`, false);
   }
+}
+
+/** The member's local tokenizer: a tokenizer.json (read in JS), or a GGUF loaded vocabulary-only by llama.cpp. */
+async function loadTokenizer(options: RemoteMemberOptions): Promise<{ tokenizer: MemberTokenizer; release: () => Promise<void> }> {
+  if (isHfTokenizerPath(options.tokenizerPath)) {
+    try {
+      const source = hfTokenizerSource(options.tokenizerPath);
+      return { tokenizer: new MemberTokenizer(options.name, source, options.chatTemplate), release: async () => {} };
+    } catch (error) {
+      if (error instanceof HfTokenizerError) throw new MemberError(options.name, error.message);
+      throw error;
+    }
+  }
+  const llama = await loadLlama();
+  let model;
+  try {
+    model = await llama.loadModel({ modelPath: options.tokenizerPath, vocabOnly: true });
+  } catch (error) {
+    throw new MemberError(
+      options.name,
+      `cannot load tokenizer ${options.tokenizerPath}: ${(error as Error).message}; point \`tokenizer\` at a GGUF file or a tokenizer.json`,
+    );
+  }
+  const loaded = model;
+  return { tokenizer: new MemberTokenizer(options.name, ggufTokenizerSource(loaded), options.chatTemplate), release: () => loaded.dispose() };
 }
 
 /** The server's root: `http://h:8000/v1/` and `http://h:8000` both give `http://h:8000`. */
