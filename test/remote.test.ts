@@ -4,7 +4,9 @@ import OpenAI from "openai";
 import { Ensemble, type MemberSpec } from "../src/engine/ensemble.js";
 import { RemoteMember, sparseFromLogprobs } from "../src/members/remote.js";
 import { LlamaMember } from "../src/members/llama.js";
-import { MemberError } from "../src/members/member.js";
+import { MemberError, MemberUnavailableError } from "../src/members/member.js";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import { S260K, TS656K } from "./helpers/models.js";
 import { loadEnsembleConfig, parseEnsembleConfig } from "../src/config/load.js";
 import { ConfigError } from "../src/config/schema.js";
@@ -227,4 +229,19 @@ test("examples/tinystories-remote.yaml loads: the remote member's tokenizer reso
   assert.equal(remote.url, "http://127.0.0.1:8000/v1");
   assert.equal(remote.tokenizer, TS656K);
   assert.equal(remote.onFailure, "drop");
+});
+
+test("a server that is not there, or a port fetch refuses, is named as such, with the tries made", async () => {
+  const closed = http.createServer();
+  await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
+  const port = (closed.address() as AddressInfo).port;
+  await new Promise<void>((resolve) => closed.close(() => resolve()));
+  await assert.rejects(
+    RemoteMember.connect({ name: "r", url: `http://127.0.0.1:${port}/v1`, tokenizerPath: TS656K, retries: 1 }),
+    (e: unknown) => e instanceof MemberUnavailableError && /cannot reach the server: ECONNREFUSED \(after 2 tries\)$/.test(e.message),
+  );
+  await assert.rejects(
+    RemoteMember.connect({ name: "r", url: "http://127.0.0.1:6000", tokenizerPath: TS656K, retries: 2 }),
+    (e: unknown) => e instanceof MemberUnavailableError && /fetch refuses this port .*run the server on another port$/.test(e.message),
+  );
 });

@@ -472,7 +472,9 @@ export function resolveModelPath(
     if (magic.bytes.toString('latin1') !== GGUF_MAGIC) {
       const start = magic.bytes.length === 0 ? 'it is empty' : `it starts with ${JSON.stringify(magic.bytes.toString('latin1'))}`;
       return {
-        problem: `${candidate} is not a GGUF file (${start}, not "GGUF") — point \`model\` at a .gguf file (convert other formats with llama.cpp's convert_hf_to_gguf.py)`,
+        problem: options.tokenizer
+          ? `${candidate} is neither a GGUF file (${start}, not "GGUF") nor a tokenizer.json — point \`tokenizer\` at the served model's tokenizer.json or a GGUF with its vocabulary (llama.cpp's convert_hf_to_gguf.py --vocab-only writes one)`
+          : `${candidate} is not a GGUF file (${start}, not "GGUF") — point \`model\` at a .gguf file (convert other formats with llama.cpp's convert_hf_to_gguf.py)`,
       };
     }
     return { path: candidate };

@@ -215,7 +215,9 @@ export class RemoteMember implements Member {
     const headers: Record<string, string> = { ...(init.headers as Record<string, string>) };
     if (this.options.apiKey) headers.authorization = `Bearer ${this.options.apiKey}`;
     let last: ExchangeError | undefined;
+    let attempts = 0;
     for (let attempt = 0; attempt <= retries; attempt++) {
+      attempts++;
       if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, BACKOFF_MS * 2 ** (attempt - 1)));
       try {
         return await this.once(path, { ...init, headers });
@@ -225,7 +227,7 @@ export class RemoteMember implements Member {
         if (!error.retry) break;
       }
     }
-    const tries = retries > 0 ? ` (after ${retries + 1} tries)` : "";
+    const tries = attempts > 1 ? ` (after ${attempts} tries)` : "";
     throw new MemberUnavailableError(this.name, `${init.method} ${this.base}${path}: ${last!.message}${tries}`, last!.unreachable);
   }
 
@@ -235,9 +237,14 @@ export class RemoteMember implements Member {
     try {
       response = await fetch(this.base + path, { ...init, signal: AbortSignal.timeout(timeoutMs) });
     } catch (error) {
-      const e = error as Error & { cause?: { code?: string } };
+      const e = error as Error & { cause?: { code?: string; message?: string; errors?: { code?: string }[] } };
       if (e.name === "TimeoutError") throw new ExchangeError(`no answer within ${timeoutMs} ms (raise timeoutMs)`, true, true);
-      throw new ExchangeError(`cannot reach the server: ${e.cause?.code ?? e.message}`, true, true);
+      // Node reports a refused connection tried over IPv4 and IPv6 as an AggregateError.
+      const code = e.cause?.code ?? e.cause?.errors?.find((x) => x.code)?.code;
+      if (e.cause?.message === "bad port") {
+        throw new ExchangeError("Node's fetch refuses this port (a port the Fetch standard blocks); run the server on another port", false, true);
+      }
+      throw new ExchangeError(`cannot reach the server: ${code ?? e.cause?.message ?? e.message}`, true, true);
     }
     const text = await response.text();
     if (!response.ok) {
