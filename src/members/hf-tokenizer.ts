@@ -92,13 +92,17 @@ export function hfTokenizerSource(file: string): TokenizerSource {
     tokenizeWithSpecials(text: string): number[] {
       if (specialPattern === undefined) return encode(text);
       const ids: number[] = [];
+      // Appended one by one: a long prompt's ids would overflow the stack as spread arguments.
+      const append = (piece: readonly number[]) => {
+        for (const id of piece) ids.push(id);
+      };
       let last = 0;
       for (const match of text.matchAll(specialPattern)) {
-        ids.push(...encode(text.slice(last, match.index)));
+        append(encode(text.slice(last, match.index)));
         ids.push(special.find((t) => t.content === match[0])!.id);
         last = match.index + match[0].length;
       }
-      ids.push(...encode(text.slice(last)));
+      append(encode(text.slice(last)));
       return ids;
     },
   };
@@ -106,8 +110,9 @@ export function hfTokenizerSource(file: string): TokenizerSource {
 
 /**
  * The `tokenizer.ggml.*` metadata llama.cpp's converter writes for a byte-level BPE tokenizer.json
- * (`get_vocab_base`): ids without a token, up to config.json's `vocab_size`, become `[PAD<id>]` (unused), added special tokens and
- * special-looking ones are control tokens, other added tokens user-defined.
+ * (`get_vocab_base`): ids without a token, up to config.json's `vocab_size`, become `[PAD<id>]`
+ * (unused); added special tokens and special-looking ones are control tokens, other added tokens
+ * user-defined.
  */
 export function ggufMetadataFromHf(json: TokenizerJson, config: TokenizerConfigJson, vocabSize?: number): GgufMetadata {
   const byId = new Map<number, string>();
