@@ -16,6 +16,7 @@ import { locateEmbeddings, readMatrix } from "../src/align/gguf-tensors.js";
 import { sharedSurfaces } from "../src/align/shared-surfaces.js";
 import { prepareAlignment } from "../src/align/cache.js";
 import { TokenKind, vocabularyFromGguf } from "../src/tokens/vocabulary.js";
+import { topIndexes } from "../src/align/sparse-rows.js";
 import { Ensemble, type EnsembleSpec } from "../src/engine/ensemble.js";
 import { SHARED, S260K, TS656K } from "./helpers/models.js";
 import { gguf, writeGguf } from "../bench/gguf-writer.js";
@@ -83,6 +84,25 @@ describe("DeePEn relative representation", () => {
     // an anchor's own row peaks at itself
     const first = relative.rowStart[anchors[5]!]!;
     assert.equal(relative.cols[first], 5);
+  });
+});
+
+describe("top-k selection", () => {
+  test("matches sorting by value then index, with ties, -Infinity and k beyond n", () => {
+    let seed = 3;
+    const uniform = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
+    for (let trial = 0; trial < 500; trial++) {
+      const n = Math.floor(uniform() * 300);
+      const k = Math.floor(uniform() * 40);
+      const levels = 1 + Math.floor(uniform() * 20);
+      const values = Float32Array.from({ length: n }, (_, i) => (trial % 5 === 0 && i % 7 === 0 ? -Infinity : Math.floor(uniform() * levels)));
+      const order = new Int32Array(k + 1);
+      const found = topIndexes(values, n, k, order);
+      const expected = Array.from({ length: n }, (_, i) => i)
+        .sort((a, b) => values[b]! - values[a]! || a - b)
+        .slice(0, k);
+      assert.deepEqual(Array.from(order.subarray(0, found)), expected, `n ${n}, k ${k}`);
+    }
   });
 });
 
