@@ -44,7 +44,7 @@ for (const [i, m] of models.entries()) {
   const data = readMatrix(m.tensors.input);
   const readSeconds = (performance.now() - t0) / 1000;
   const t1 = performance.now();
-  const { stats } = buildRelative({ data, rows: m.tensors.input.rows, width: m.tensors.input.width }, anchors.ids[i]!, { temperature: 100, keep }, undefined, rows);
+  const { stats } = await buildRelative({ data, rows: m.tensors.input.rows, width: m.tensors.input.width }, anchors.ids[i]!, { temperature: 100, keep }, undefined, rows);
   const perRowMs = (performance.now() - t1) / rows;
   const v = m.tensors.input.rows;
   const sparse = (v + 1) * 4 + v * Math.min(keep, a) * 8;

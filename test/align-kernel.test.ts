@@ -1,13 +1,23 @@
 /**
- * The alignment builders' WebAssembly kernel: the committed dots.wasm is what dots.wat compiles
- * to; the kernel's sums on odd shapes, against JavaScript's.
+ * The alignment builders' WebAssembly kernel and worker-thread path against the JavaScript path:
+ * the committed dots.wasm is what dots.wat compiles to; the kernel's sums on odd shapes; DeePEn's
+ * relative representations on the shared TinyStories models and on random matrices whose widths
+ * and row counts leave partial vectors and tiles; a failure stops every worker.
  */
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { compileWat, KERNEL_WASM, KERNEL_WAT } from "../scripts/build-wasm.js";
 import { instantiateKernel, kernelModule, MemoryPlan, paddedWidth, storeAddresses, storeRows } from "../src/align/dots-kernel.js";
+import { chooseKernel, tileRows } from "../src/align/dots-pool.js";
 import { rowDot } from "../src/align/embedding-math.js";
+import { buildRelative } from "../src/align/deepen-relative.js";
+import type { EmbeddingMatrix } from "../src/align/eva-map.js";
+import { locateEmbeddings, readMatrix } from "../src/align/gguf-tensors.js";
+import { sharedSurfaces } from "../src/align/shared-surfaces.js";
+import { vocabularyFromGguf } from "../src/tokens/vocabulary.js";
+import { S260K, TS656K } from "./helpers/models.js";
+import { assertSameRows } from "./helpers/sparse-compare.js";
 
 /** Deterministic uniform numbers in [-1, 1). */
 function random(seed: number): () => number {
@@ -15,9 +25,22 @@ function random(seed: number): () => number {
   return () => ((s = (s * 16807) % 2147483647) / 2147483647) * 2 - 1;
 }
 
-function randomMatrix(rows: number, width: number, seed: number): { data: Float32Array; rows: number; width: number } {
+function randomMatrix(rows: number, width: number, seed: number): EmbeddingMatrix {
   const next = random(seed);
   return { data: Float32Array.from({ length: rows * width }, next), rows, width };
+}
+
+/** Within 1e-5 relative, or both within rounding of 0 (no mass dropped). */
+function assertClose(actual: number, expected: number): void {
+  assert.ok(Math.abs(actual - expected) <= 1e-5 * Math.abs(expected) + 1e-12, `${actual} vs ${expected}`);
+}
+
+const copy = (m: EmbeddingMatrix): EmbeddingMatrix => ({ ...m, data: m.data.slice() });
+
+async function model(file: string) {
+  const e = await locateEmbeddings(file);
+  const load = (t: typeof e.input) => ({ data: readMatrix(t), rows: t.rows, width: t.width });
+  return { vocabulary: vocabularyFromGguf(e.info.metadata), input: load(e.input), output: load(e.output) };
 }
 
 describe("kernel", () => {
@@ -73,4 +96,65 @@ describe("kernel", () => {
     }
   });
 
+  test("the kernel is chosen for large inputs only, and never for the js backend", () => {
+    assert.equal(chooseKernel("js", 2 ** 40), undefined);
+    assert.equal(chooseKernel("auto", 1000), undefined);
+    assert.ok(chooseKernel("auto", 2 ** 40) instanceof WebAssembly.Module);
+    assert.ok(chooseKernel("wasm", 1000) instanceof WebAssembly.Module);
+  });
+});
+
+describe("DeePEn on the kernel", () => {
+  const both = async (e: EmbeddingMatrix, anchors: Int32Array, params: { temperature: number; keep: number }, rows = e.rows) => {
+    const js = await buildRelative(copy(e), anchors, params, undefined, rows, "js");
+    const progress: number[] = [];
+    const fast = await buildRelative(copy(e), anchors, params, (done, total) => progress.push(done / total), rows, "wasm");
+    assert.deepEqual(progress, [...progress].sort((a, b) => a - b), "progress only grows");
+    assert.equal(progress.at(-1), 1);
+    return { js, fast };
+  };
+
+  test("the shared models: the JS path's kept entries and dropped mass", async () => {
+    const [small, large] = await Promise.all([model(S260K), model(TS656K)]);
+    const pair = sharedSurfaces([small.vocabulary, large.vocabulary]).ids;
+    const cases = [
+      { e: large.input, anchors: sharedSurfaces([large.vocabulary]).ids[0]!, keep: 64 },
+      { e: large.input, anchors: pair[1]!, keep: 32 },
+      { e: small.input, anchors: pair[0]!, keep: 256 },
+    ];
+    for (const { e, anchors, keep } of cases) {
+      const { js, fast } = await both(e, anchors, { temperature: 100, keep });
+      const differing = assertSameRows(js.relative, fast.relative, 1e-5);
+      assert.ok(differing <= e.rows / 100, `${differing} of ${e.rows} rows kept other anchors`);
+      assert.equal(fast.stats.entries, js.stats.entries);
+      assertClose(fast.stats.droppedMassMean, js.stats.droppedMassMean);
+      assertClose(fast.stats.droppedMassMax, js.stats.droppedMassMax);
+    }
+  });
+
+  test("a random matrix of odd width and row count: partial vectors, partial last tile, part of the rows", async () => {
+    const e = randomMatrix(203, 37, 11);
+    assert.ok(tileRows(paddedWidth(37)) < 203, "several tiles");
+    const anchors = Int32Array.from({ length: 101 }, (_, i) => (i * 37) % 203);
+    for (const rows of [203, 77]) {
+      const { js, fast } = await both(e, anchors, { temperature: 100, keep: 10 }, rows);
+      assert.equal(fast.relative.rows, rows);
+      assert.equal(assertSameRows(js.relative, fast.relative, 1e-5), 0);
+      assertClose(fast.stats.droppedMassMean, js.stats.droppedMassMean);
+    }
+    // every anchor kept: nothing dropped
+    const all = await both(e, Int32Array.from({ length: 9 }, (_, i) => i * 20), { temperature: 100, keep: 50 });
+    assert.equal(assertSameRows(all.js.relative, all.fast.relative, 1e-5), 0);
+    assert.ok(all.fast.stats.droppedMassMax < 1e-12);
+  });
+
+  test("an error in the progress callback rejects the build and stops the workers", async () => {
+    const e = randomMatrix(400, 24, 5);
+    const anchors = Int32Array.from({ length: 200 }, (_, i) => 2 * i);
+    const failing = () => {
+      throw new Error("progress failed");
+    };
+    await assert.rejects(buildRelative(e, anchors, { temperature: 100, keep: 8 }, failing, e.rows, "wasm"), /progress failed/);
+    // the test process would not exit if a worker were left running
+  });
 });

@@ -73,7 +73,7 @@ describe("DeePEn relative representation", () => {
   test("rows sum to 1 over at most `keep` anchors; the dropped mass is measured", async () => {
     const m = await embeddings(S260K);
     const anchors = sharedSurfaces([m.vocabulary]).ids[0]!;
-    const { relative, stats } = buildRelative(m.input(), anchors, { temperature: 100, keep: 16 });
+    const { relative, stats } = await buildRelative(m.input(), anchors, { temperature: 100, keep: 16 });
     for (let r = 0; r < relative.rows; r++) {
       let sum = 0;
       for (let e = relative.rowStart[r]!; e < relative.rowStart[r + 1]!; e++) sum += relative.vals[e]!;
@@ -102,6 +102,13 @@ describe("top-k selection", () => {
         .sort((a, b) => values[b]! - values[a]! || a - b)
         .slice(0, k);
       assert.deepEqual(Array.from(order.subarray(0, found)), expected, `n ${n}, k ${k}`);
+      // a scan that skips to the next value above the floor (the kernel's, in DeePEn's workers)
+      const skipping = new Int32Array(k + 1);
+      const nextAbove = (from: number, floor: number) => {
+        while (from < n && !(values[from]! > floor)) from++;
+        return from;
+      };
+      assert.deepEqual(skipping.subarray(0, topIndexes(values, n, k, skipping, nextAbove)), order.subarray(0, found));
     }
   });
 });

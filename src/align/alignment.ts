@@ -93,7 +93,7 @@ export async function buildAlignment(spec: AlignmentSpec, onProgress?: Progress)
     }
     for (let i = 0; i < opened.length; i++) {
       const o = opened[i]!;
-      const { relative, stats } = buildRelative(load(o.tensors.input), anchors.ids[i]!, params, (d, t) => onProgress?.(`DeePEn relative ${names[i]}`, d, t));
+      const { relative, stats } = await buildRelative(load(o.tensors.input), anchors.ids[i]!, params, (d, t) => onProgress?.(`DeePEn relative ${names[i]}`, d, t));
       matrices.push(relative);
       memberStats.push({ name: names[i]!, vocabulary: o.tensors.input.rows, width: o.tensors.input.width, deepen: stats });
     }

@@ -63,12 +63,14 @@ export function sparseBytes(m: SparseRows): number {
 
 /**
  * Indexes of the `k` largest values of `values[0..n)`, in descending order of value (ties: lower
- * index first). `order` is scratch space of at least k+1 entries.
+ * index first). `order` is scratch space of at least k+1 entries. `nextAbove(from, floor)`, when
+ * given, returns the first index ≥ from whose value is > floor (or n): a faster scan than this
+ * loop's over the values that cannot enter (the alignment kernel's, four at a time).
  *
  * A heap of the best k so far, its worst entry at the root: O(n + m·log k) for m replacements, where
  * keeping a sorted list costs O(m·k) (the difference shows at DeePEn's k = 256 over 10⁵ anchors).
  */
-export function topIndexes(values: ArrayLike<number>, n: number, k: number, order: Int32Array): number {
+export function topIndexes(values: ArrayLike<number>, n: number, k: number, order: Int32Array, nextAbove?: (from: number, floor: number) => number): number {
   if (k <= 0) return 0;
   /** Whether index i ranks below index j: a smaller value, or an equal value at a higher index. */
   const below = (i: number, j: number) => values[i]! < values[j]! || (values[i] === values[j] && i > j);
@@ -86,7 +88,7 @@ export function topIndexes(values: ArrayLike<number>, n: number, k: number, orde
   };
   let size = 0;
   let floor = -Infinity;
-  for (let i = 0; i < n; i++) {
+  for (let i = 0; i < n; i = nextAbove && size === k ? nextAbove(i + 1, floor) : i + 1) {
     const v = values[i]!;
     if (size < k) {
       let at = size++;
