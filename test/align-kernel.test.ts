@@ -1,8 +1,8 @@
 /**
  * The alignment builders' WebAssembly kernel and worker-thread path against the JavaScript path:
  * the committed dots.wasm is what dots.wat compiles to; the kernel's sums on odd shapes; DeePEn's
- * relative representations on the shared TinyStories models and on random matrices whose widths
- * and row counts leave partial vectors and tiles; a failure stops every worker.
+ * relative representations and EVA's maps on the shared TinyStories models and on random matrices
+ * whose widths and row counts leave partial vectors and tiles; a failure stops every worker.
  */
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -12,7 +12,7 @@ import { instantiateKernel, kernelModule, MemoryPlan, paddedWidth, storeAddresse
 import { chooseKernel, tileRows } from "../src/align/dots-pool.js";
 import { rowDot } from "../src/align/embedding-math.js";
 import { buildRelative } from "../src/align/deepen-relative.js";
-import type { EmbeddingMatrix } from "../src/align/eva-map.js";
+import { buildEvaMap, type EmbeddingMatrix, type EvaParams } from "../src/align/eva-map.js";
 import { locateEmbeddings, readMatrix } from "../src/align/gguf-tensors.js";
 import { sharedSurfaces } from "../src/align/shared-surfaces.js";
 import { vocabularyFromGguf } from "../src/tokens/vocabulary.js";
@@ -156,5 +156,65 @@ describe("DeePEn on the kernel", () => {
     };
     await assert.rejects(buildRelative(e, anchors, { temperature: 100, keep: 8 }, failing, e.rows, "wasm"), /progress failed/);
     // the test process would not exit if a worker were left running
+  });
+});
+
+describe("EVA on the kernel", () => {
+  test("r_T and CSLS scores: JavaScript's arithmetic, four at a time", () => {
+    const n = 36;
+    const plan = new MemoryPlan();
+    const [intoAt, vAt, nearestAt] = [plan.reserve(4 * n), plan.reserve(4 * n), plan.reserve(4 * n)];
+    const memory = plan.allocate()!;
+    const kernel = instantiateKernel(kernelModule()!, memory);
+    const [into, v, nearest] = [intoAt, vAt, nearestAt].map((at) => new Float32Array(memory.buffer, at, n)) as [Float32Array, Float32Array, Float32Array];
+    const next = random(9);
+    for (let j = 0; j < n; j++) {
+      into[j] = j % 5 === 0 ? -Infinity : next();
+      v[j] = j % 7 === 0 ? into[j]! : next();
+      nearest[j] = next();
+    }
+    const expected = Float32Array.from(into, (x, j) => (v[j]! > x ? v[j]! : x));
+    kernel.maxInto(intoAt, vAt, n);
+    assert.deepEqual(into, expected);
+    const scores = Float32Array.from(v, (x, j) => 2 * x - nearest[j]!);
+    kernel.csls(vAt, nearestAt, n);
+    assert.deepEqual(v, scores);
+  });
+
+  const both = async (aux: EmbeddingMatrix, main: EmbeddingMatrix, seeds: { aux: Int32Array; main: Int32Array }, params?: EvaParams) => {
+    const js = await buildEvaMap(copy(aux), copy(main), seeds, params, undefined, aux.rows, "js");
+    const fast = await buildEvaMap(copy(aux), copy(main), seeds, params, undefined, aux.rows, "wasm");
+    return { js, fast };
+  };
+
+  test("the shared models: the JS path's matches and scores", async () => {
+    const [small, large] = await Promise.all([model(S260K), model(TS656K)]);
+    const pair = sharedSurfaces([small.vocabulary, large.vocabulary]);
+    const itself = sharedSurfaces([large.vocabulary, large.vocabulary]);
+    for (const [aux, main, seeds] of [
+      [small.output, large.output, pair],
+      [large.output, large.output, itself],
+    ] as const) {
+      const { js, fast } = await both(aux, main, { aux: seeds.ids[0]!, main: seeds.ids[1]! });
+      const differing = assertSameRows(js.map, fast.map, 1e-5, 0.1);
+      assert.ok(differing <= aux.rows / 100, `${differing} of ${aux.rows} rows matched other tokens`);
+      assert.deepEqual({ ...fast.stats, keptRows: 0, entries: 0 }, { ...js.stats, keptRows: 0, entries: 0 });
+      assert.ok(Math.abs(fast.stats.keptRows - js.stats.keptRows) <= differing);
+    }
+  });
+
+  test("random matrices of odd widths and row counts, and part of the auxiliary rows", async () => {
+    const aux = randomMatrix(151, 37, 21);
+    const main = randomMatrix(263, 45, 22);
+    const seeds = { aux: Int32Array.from({ length: 61 }, (_, i) => (i * 5) % 151), main: Int32Array.from({ length: 61 }, (_, i) => (i * 7) % 263) };
+    const params: EvaParams = { topK: 7, minScore: -1, uniformStd: 0.01, uniformMinKept: 5 };
+    const { js, fast } = await both(aux, main, seeds, params);
+    assert.equal(js.stats.sharedDimensions, 37);
+    assert.equal(assertSameRows(js.map, fast.map, 1e-5), 0);
+    assert.equal(fast.map.cols.length, 151 * 7);
+    const part = await buildEvaMap(copy(aux), copy(main), seeds, params, undefined, 40, "wasm");
+    const partJs = await buildEvaMap(copy(aux), copy(main), seeds, params, undefined, 40, "js");
+    assert.equal(part.map.rows, 40);
+    assert.equal(assertSameRows(partJs.map, part.map, 1e-5), 0);
   });
 });

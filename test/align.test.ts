@@ -37,7 +37,7 @@ describe("EVA map", () => {
   test("the same model twice: every ordinary token maps to itself", async () => {
     const m = await embeddings(TS656K);
     const seeds = sharedSurfaces([m.vocabulary, m.vocabulary]);
-    const { map, stats } = buildEvaMap(m.output(), m.output(), { aux: seeds.ids[0]!, main: seeds.ids[1]! });
+    const { map, stats } = await buildEvaMap(m.output(), m.output(), { aux: seeds.ids[0]!, main: seeds.ids[1]! });
     let ordinary = 0;
     for (let id = 0; id < map.rows; id++) {
       if (m.vocabulary.kinds[id] !== TokenKind.normal) continue;
@@ -56,7 +56,7 @@ describe("EVA map", () => {
       assert.equal(aux.vocabulary.surfaces[seeds.ids[0]![s]!], seeds.surfaces[s]);
       assert.equal(main.vocabulary.surfaces[seeds.ids[1]![s]!], seeds.surfaces[s]);
     }
-    const { map, stats } = buildEvaMap(aux.output(), main.output(), { aux: seeds.ids[0]!, main: seeds.ids[1]! });
+    const { map, stats } = await buildEvaMap(aux.output(), main.output(), { aux: seeds.ids[0]!, main: seeds.ids[1]! });
     assert.equal(stats.sharedDimensions, 64);
     assert.equal(map.rows, 512);
     assert.equal(map.columns, 2048);

@@ -13,6 +13,8 @@ export interface DotsKernel {
   expSum(at: number, n: number, scale: number, shift: number): number;
   dot64(x: number, y: number, n: number): number;
   firstAbove(at: number, from: number, n: number, floor: number): number;
+  maxInto(into: number, v: number, n: number): void;
+  csls(v: number, nearest: number, n: number): void;
 }
 
 let compiled: WebAssembly.Module | null | undefined;

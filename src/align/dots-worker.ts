@@ -1,21 +1,25 @@
 /**
  * A worker thread of dots-pool.ts: claims tiles of rows, computes each tile's dot products against
  * every column with the kernel, and hands the tile to the job's task, which turns each row into
- * its result (DeePEn's kept softmax entries).
+ * its result (DeePEn's kept softmax entries, EVA's nearest-neighbour cosines or CSLS matches).
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { instantiateKernel, type DotsKernel } from "./dots-kernel.js";
 import type { WorkerData, WorkerMessage } from "./dots-pool.js";
 import { relativeTiles, type RelativeTask } from "./deepen-tiles.js";
+import { cslsTiles, nearestTiles, type CslsTask, type NearestTask } from "./eva-tiles.js";
 
-export type TileTask = RelativeTask;
+export type TileTask = RelativeTask | NearestTask | CslsTask;
 
 /** Where a task finds the tile it is given, and the vectors behind it. */
 export interface TileView {
   readonly kernel: DotsKernel;
   readonly memory: WebAssembly.Memory;
-  /** The real columns of each result row (the padding after them is to be ignored). */
+  /** This worker's index among the job's workers. */
+  readonly worker: number;
+  /** The real columns of each result row (the padding after them is to be ignored), and all of them. */
   readonly columns: number;
+  readonly columnsPadded: number;
   /** Floats from one stored vector to the next (a multiple of 4; zeros follow each vector's width). */
   readonly stride: number;
   /** Address of tile row i's dot products. */
@@ -45,6 +49,10 @@ function handlerFor(task: TileTask, view: TileView): TileHandler {
   switch (task.kind) {
     case "relative":
       return relativeTiles(task, view);
+    case "nearest":
+      return nearestTiles(task, view);
+    case "csls":
+      return cslsTiles(task, view);
   }
 }
 
@@ -58,7 +66,9 @@ function run({ module, memory, job, claim, index }: WorkerData, post: (message: 
   const handler = handlerFor(job.task, {
     kernel,
     memory,
+    worker: index,
     columns: job.columns,
+    columnsPadded: job.columnsPadded,
     stride: job.stride,
     resultsAt: (i) => out + i * outBytes,
     rowVectorAt: (row) => job.rowBase + row * rowBytes,

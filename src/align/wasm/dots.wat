@@ -1,6 +1,6 @@
 ;; The alignment builders' WebAssembly kernel (f32x4 SIMD over one shared memory): blocks of dot
-;; products, out[i · outStride + j] = row i · column j, and the per-row sums the builders need
-;; around them (sumSquares, expSum, dot64, firstAbove).
+;; products, out[i · outStride + j] = row i · column j, and the per-row work the builders need
+;; around them (sumSquares, expSum, dot64, firstAbove for DeePEn; maxInto, csls for EVA).
 ;;
 ;; Compiled to dots.wasm by `npm run build:wasm` (wabt); test/align-kernel.test.ts checks that the
 ;; committed dots.wasm is what this file compiles to.
@@ -229,4 +229,31 @@
           (then (return (local.get $from))))
         (local.set $from (i32.add (local.get $from) (i32.const 1)))
         (br $one)))
-    (local.get $n)))
+    (local.get $n))
+
+  ;; EVA's r_T: into[j] = max(into[j], v[j]) over n floats, n a multiple of 4 (pmax: as
+  ;; `if (v > into) into = v`, keeping `into` when equal).
+  (func (export "maxInto") (param $into i32) (param $v i32) (param $n i32)
+    (local $end i32)
+    (local.set $end (i32.add (local.get $into) (i32.shl (local.get $n) (i32.const 2))))
+    (block $done
+      (loop $four
+        (br_if $done (i32.ge_u (local.get $into) (local.get $end)))
+        (v128.store (local.get $into) (f32x4.pmax (v128.load (local.get $into)) (v128.load (local.get $v))))
+        (local.set $into (i32.add (local.get $into) (i32.const 16)))
+        (local.set $v (i32.add (local.get $v) (i32.const 16)))
+        (br $four))))
+
+  ;; EVA's CSLS scores in place: v[j] = 2·v[j] - nearest[j] over n floats, n a multiple of 4
+  ;; (2·v is exact, so the one rounding is the JavaScript path's).
+  (func (export "csls") (param $v i32) (param $nearest i32) (param $n i32)
+    (local $end i32)
+    (local.set $end (i32.add (local.get $v) (i32.shl (local.get $n) (i32.const 2))))
+    (block $done
+      (loop $four
+        (br_if $done (i32.ge_u (local.get $v) (local.get $end)))
+        (v128.store (local.get $v)
+          (f32x4.sub (f32x4.add (v128.load (local.get $v)) (v128.load (local.get $v))) (v128.load (local.get $nearest))))
+        (local.set $v (i32.add (local.get $v) (i32.const 16)))
+        (local.set $nearest (i32.add (local.get $nearest) (i32.const 16)))
+        (br $four)))))
