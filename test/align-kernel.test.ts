@@ -99,6 +99,7 @@ describe("kernel", () => {
   test("the kernel is chosen for large inputs only, and never for the js backend", () => {
     assert.equal(chooseKernel("js", 2 ** 40), undefined);
     assert.equal(chooseKernel("auto", 1000), undefined);
+    assert.equal(chooseKernel("wasm", 0), undefined, "nothing to multiply (a zero width): JavaScript");
     assert.ok(chooseKernel("auto", 2 ** 40) instanceof WebAssembly.Module);
     assert.ok(chooseKernel("wasm", 1000) instanceof WebAssembly.Module);
   });

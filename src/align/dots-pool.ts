@@ -17,9 +17,9 @@ export type DotsBackend = "auto" | "js" | "wasm";
 /** Below this many multiply-adds, starting workers (about 0.2 s) costs more than the kernel saves. */
 const AUTO_MIN_WORK = 2 ** 28;
 
-/** The kernel to use, or undefined for the JavaScript path. `work`: the multiply-adds the dot products take. */
+/** The kernel to use, or undefined for the JavaScript path. `work`: the multiply-adds the dot products take (none: JavaScript). */
 export function chooseKernel(backend: DotsBackend, work: number): WebAssembly.Module | undefined {
-  if (backend === "js") return undefined;
+  if (backend === "js" || work === 0) return undefined;
   const module = kernelModule();
   if (backend === "wasm" && !module) throw new Error("this JavaScript runtime has no WebAssembly SIMD with shared memory; use the js backend");
   return backend === "auto" && work < AUTO_MIN_WORK ? undefined : module;
