@@ -5,7 +5,7 @@
  * then EVA's CSLS passes (Llama-3 auxiliary → Qwen2 main). Each is timed on the JavaScript path
  * and on the WebAssembly kernel over worker threads, in the same run.
  *
- *   node --import tsx bench/align-large.ts [--rows 128] [--wasm-rows 4096] [--eva-rows 32] [--wasm-eva-rows 512] [--keep 256] [--backend both|js|wasm]
+ *   node --import tsx bench/align-large.ts [--rows 512] [--wasm-rows 4096] [--eva-rows 32] [--wasm-eva-rows 512] [--keep 256] [--backend both|js|wasm]
  *
  * Building every row costs |V| · |A| · width multiply-adds per member (about 7·10¹² here), so the
  * first `--rows` rows of each member (`--wasm-rows` for the kernel, whose timing includes starting
@@ -28,7 +28,7 @@ import { makePresetModel, type PresetName } from "./make-model.js";
 
 const { values } = parseArgs({
   options: {
-    rows: { type: "string", default: "128" },
+    rows: { type: "string", default: "512" },
     "wasm-rows": { type: "string", default: "4096" },
     "eva-rows": { type: "string", default: "32" },
     "wasm-eva-rows": { type: "string", default: "512" },
