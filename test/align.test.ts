@@ -16,6 +16,7 @@ import { locateEmbeddings, readMatrix } from "../src/align/gguf-tensors.js";
 import { sharedSurfaces } from "../src/align/shared-surfaces.js";
 import { prepareAlignment } from "../src/align/cache.js";
 import { TokenKind, vocabularyFromGguf } from "../src/tokens/vocabulary.js";
+import { topIndexes } from "../src/align/sparse-rows.js";
 import { Ensemble, type EnsembleSpec } from "../src/engine/ensemble.js";
 import { SHARED, S260K, TS656K } from "./helpers/models.js";
 import { gguf, writeGguf } from "../bench/gguf-writer.js";
@@ -36,7 +37,7 @@ describe("EVA map", () => {
   test("the same model twice: every ordinary token maps to itself", async () => {
     const m = await embeddings(TS656K);
     const seeds = sharedSurfaces([m.vocabulary, m.vocabulary]);
-    const { map, stats } = buildEvaMap(m.output(), m.output(), { aux: seeds.ids[0]!, main: seeds.ids[1]! });
+    const { map, stats } = await buildEvaMap(m.output(), m.output(), { aux: seeds.ids[0]!, main: seeds.ids[1]! });
     let ordinary = 0;
     for (let id = 0; id < map.rows; id++) {
       if (m.vocabulary.kinds[id] !== TokenKind.normal) continue;
@@ -55,7 +56,7 @@ describe("EVA map", () => {
       assert.equal(aux.vocabulary.surfaces[seeds.ids[0]![s]!], seeds.surfaces[s]);
       assert.equal(main.vocabulary.surfaces[seeds.ids[1]![s]!], seeds.surfaces[s]);
     }
-    const { map, stats } = buildEvaMap(aux.output(), main.output(), { aux: seeds.ids[0]!, main: seeds.ids[1]! });
+    const { map, stats } = await buildEvaMap(aux.output(), main.output(), { aux: seeds.ids[0]!, main: seeds.ids[1]! });
     assert.equal(stats.sharedDimensions, 64);
     assert.equal(map.rows, 512);
     assert.equal(map.columns, 2048);
@@ -72,7 +73,7 @@ describe("DeePEn relative representation", () => {
   test("rows sum to 1 over at most `keep` anchors; the dropped mass is measured", async () => {
     const m = await embeddings(S260K);
     const anchors = sharedSurfaces([m.vocabulary]).ids[0]!;
-    const { relative, stats } = buildRelative(m.input(), anchors, { temperature: 100, keep: 16 });
+    const { relative, stats } = await buildRelative(m.input(), anchors, { temperature: 100, keep: 16 });
     for (let r = 0; r < relative.rows; r++) {
       let sum = 0;
       for (let e = relative.rowStart[r]!; e < relative.rowStart[r + 1]!; e++) sum += relative.vals[e]!;
@@ -83,6 +84,32 @@ describe("DeePEn relative representation", () => {
     // an anchor's own row peaks at itself
     const first = relative.rowStart[anchors[5]!]!;
     assert.equal(relative.cols[first], 5);
+  });
+});
+
+describe("top-k selection", () => {
+  test("matches sorting by value then index, with ties, -Infinity and k beyond n", () => {
+    let seed = 3;
+    const uniform = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
+    for (let trial = 0; trial < 500; trial++) {
+      const n = Math.floor(uniform() * 300);
+      const k = Math.floor(uniform() * 40);
+      const levels = 1 + Math.floor(uniform() * 20);
+      const values = Float32Array.from({ length: n }, (_, i) => (trial % 5 === 0 && i % 7 === 0 ? -Infinity : Math.floor(uniform() * levels)));
+      const order = new Int32Array(k + 1);
+      const found = topIndexes(values, n, k, order);
+      const expected = Array.from({ length: n }, (_, i) => i)
+        .sort((a, b) => values[b]! - values[a]! || a - b)
+        .slice(0, k);
+      assert.deepEqual(Array.from(order.subarray(0, found)), expected, `n ${n}, k ${k}`);
+      // a scan that skips to the next value above the floor (the kernel's, in DeePEn's workers)
+      const skipping = new Int32Array(k + 1);
+      const nextAbove = (from: number, floor: number) => {
+        while (from < n && !(values[from]! > floor)) from++;
+        return from;
+      };
+      assert.deepEqual(skipping.subarray(0, topIndexes(values, n, k, skipping, nextAbove)), order.subarray(0, found));
+    }
   });
 });
 

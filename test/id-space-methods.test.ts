@@ -32,8 +32,10 @@ function candidates(probs: number[], texts = probs.map((_, k) => `t${k}`)): Memb
 async function spaces() {
   const [a, b] = await Promise.all([locateEmbeddings(S260K), locateEmbeddings(TS656K)]);
   const anchors = sharedSurfaces([vocabularyFromGguf(a.info.metadata), vocabularyFromGguf(b.info.metadata)]);
-  return [a, b].map((e, i) =>
-    relativeSpace(buildRelative({ data: readMatrix(e.input), rows: e.input.rows, width: e.input.width }, anchors.ids[i]!, { temperature: 100, keep: 32 }).relative),
+  return Promise.all(
+    [a, b].map(async (e, i) =>
+      relativeSpace((await buildRelative({ data: readMatrix(e.input), rows: e.input.rows, width: e.input.width }, anchors.ids[i]!, { temperature: 100, keep: 32 })).relative),
+    ),
   );
 }
 

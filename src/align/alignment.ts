@@ -79,7 +79,7 @@ export async function buildAlignment(spec: AlignmentSpec, onProgress?: Progress)
       if (seeds.surfaces.length === 0) {
         throw new Error(`members '${names[i]}' and '${names[spec.mainIndex]}' spell no token alike, so EVA has no seed pairs to learn from; use method gac or unite`);
       }
-      const { map, stats } = buildEvaMap(load(o.tensors.output), load(main.tensors.output), { aux: seeds.ids[0]!, main: seeds.ids[1]! }, params, (d, t) =>
+      const { map, stats } = await buildEvaMap(load(o.tensors.output), load(main.tensors.output), { aux: seeds.ids[0]!, main: seeds.ids[1]! }, params, (d, t) =>
         onProgress?.(`EVA map ${names[i]} → ${names[spec.mainIndex]}`, d, t),
       );
       matrices.push(map);
@@ -93,7 +93,7 @@ export async function buildAlignment(spec: AlignmentSpec, onProgress?: Progress)
     }
     for (let i = 0; i < opened.length; i++) {
       const o = opened[i]!;
-      const { relative, stats } = buildRelative(load(o.tensors.input), anchors.ids[i]!, params, (d, t) => onProgress?.(`DeePEn relative ${names[i]}`, d, t));
+      const { relative, stats } = await buildRelative(load(o.tensors.input), anchors.ids[i]!, params, (d, t) => onProgress?.(`DeePEn relative ${names[i]}`, d, t));
       matrices.push(relative);
       memberStats.push({ name: names[i]!, vocabulary: o.tensors.input.rows, width: o.tensors.input.width, deepen: stats });
     }

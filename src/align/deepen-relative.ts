@@ -9,6 +9,8 @@
  */
 import { dotsWithRows, dotsWithRowsPair, normalizeRows } from "./embedding-math.js";
 import { SparseRowsBuilder, topIndexes, type SparseRows } from "./sparse-rows.js";
+import { chooseKernel, type DotsBackend } from "./dots-pool.js";
+import { relativeWasm } from "./deepen-wasm.js";
 import type { EmbeddingMatrix } from "./eva-map.js";
 
 export interface DeepenParams {
@@ -28,32 +30,63 @@ export interface RelativeStats {
   readonly droppedMassMax: number;
 }
 
-/** Builds one member's sparse relative representation over the anchors `anchorIds` (normalizes `e` in place). */
-export function buildRelative(
+/**
+ * Builds one member's sparse relative representation over the anchors `anchorIds` (normalizes `e`
+ * in place). Large inputs run on the WebAssembly kernel over worker threads (deepen-wasm.ts), the
+ * rest, and runtimes without WebAssembly SIMD, in JavaScript; both keep the same entries.
+ */
+export async function buildRelative(
   e: EmbeddingMatrix,
   anchorIds: Int32Array,
   params: DeepenParams = DEEPEN_DEFAULTS,
   onProgress?: (done: number, total: number) => void,
   /** Build only the first `rows` rows (for measuring the cost on large vocabularies). */
   rows = e.rows,
-): { relative: SparseRows; stats: RelativeStats } {
+  backend: DotsBackend = "auto",
+): Promise<{ relative: SparseRows; stats: RelativeStats }> {
   const a = anchorIds.length;
   if (a === 0) throw new Error("DeePEn needs anchor tokens spelled identically by every member, and these members share none; use method gac or unite");
   normalizeRows(e.data, e.width);
   const keep = Math.min(params.keep, a);
+  const module = chooseKernel(backend, rows * a * e.width);
+  const fast = module && (await relativeWasm(module, e, anchorIds, params.temperature, keep, rows, onProgress));
+  if (module && !fast && backend === "wasm") throw new Error(`DeePEn: a ${e.rows} × ${e.width} embedding matrix does not fit in a WebAssembly memory (4 GiB); use the js backend`);
+  const { relative, dropped } = fast || relativeJs(e, anchorIds, params.temperature, keep, rows, onProgress);
+  onProgress?.(rows, rows);
+  let droppedSum = 0;
+  let droppedMax = 0;
+  for (let r = 0; r < rows; r++) {
+    droppedSum += dropped[r]!;
+    if (dropped[r]! > droppedMax) droppedMax = dropped[r]!;
+  }
+  return {
+    relative,
+    stats: { anchors: a, entries: relative.cols.length, droppedMassMean: rows > 0 ? droppedSum / rows : 0, droppedMassMax: droppedMax },
+  };
+}
+
+/** The first `rows` rows of R in JavaScript, and each row's dropped mass. */
+function relativeJs(
+  e: EmbeddingMatrix,
+  anchorIds: Int32Array,
+  temperature: number,
+  keep: number,
+  rows: number,
+  onProgress?: (done: number, total: number) => void,
+): { relative: SparseRows; dropped: Float64Array } {
+  const a = anchorIds.length;
   const builder = new SparseRowsBuilder(rows, a, keep);
   const row = new Float64Array(a);
   const next = new Float64Array(a);
   const order = new Int32Array(keep + 1);
   const cols = new Int32Array(keep);
   const vals = new Float64Array(keep);
-  let droppedSum = 0;
-  let droppedMax = 0;
+  const dropped = new Float64Array(rows);
   /** Turns a row of cosines into its kept, renormalized softmax entries. */
-  const finish = (c: Float64Array) => {
+  const finish = (c: Float64Array, r: number) => {
     let norm = 0;
     for (let k = 0; k < a; k++) norm += c[k]! * c[k]!;
-    const scale = norm > 0 ? params.temperature / Math.sqrt(norm) : 0;
+    const scale = norm > 0 ? temperature / Math.sqrt(norm) : 0;
     let max = -Infinity;
     for (let k = 0; k < a; k++) if ((c[k] = c[k]! * scale) > max) max = c[k]!;
     let z = 0;
@@ -61,9 +94,7 @@ export function buildRelative(
     const n = topIndexes(c, a, keep, order);
     let kept = 0;
     for (let k = 0; k < n; k++) kept += c[order[k]!]!;
-    const dropped = 1 - kept / z;
-    droppedSum += dropped;
-    if (dropped > droppedMax) droppedMax = dropped;
+    dropped[r] = 1 - kept / z;
     for (let k = 0; k < n; k++) {
       cols[k] = order[k]!;
       vals[k] = c[order[k]!]! / kept;
@@ -74,18 +105,13 @@ export function buildRelative(
   for (let i = 0; i < rows; i += 2) {
     if (i + 1 < rows) {
       dotsWithRowsPair(e.data, i, e.data, a, e.width, row, next, anchorIds);
-      finish(row);
-      finish(next);
+      finish(row, i);
+      finish(next, i + 1);
     } else {
       dotsWithRows(e.data, i, e.data, a, e.width, row, anchorIds);
-      finish(row);
+      finish(row, i);
     }
     if (onProgress && i % 64 === 0) onProgress(i, rows);
   }
-  onProgress?.(rows, rows);
-  const relative = builder.build();
-  return {
-    relative,
-    stats: { anchors: a, entries: relative.cols.length, droppedMassMean: rows > 0 ? droppedSum / rows : 0, droppedMassMax: droppedMax },
-  };
+  return { relative: builder.build(), dropped };
 }

@@ -29,16 +29,18 @@ export function rowDot(x: Float32Array, a: number, y: Float32Array, b: number, w
   return s;
 }
 
-/** `m` (rows × width) times `p` (width × out, row-major float64) → rows × out float32. */
-export function project(m: Float32Array, width: number, p: Float64Array, out: number): Float32Array {
+/**
+ * `m` (rows × width) times `p` (width × out, row-major float64) → rows × out float32, into `result`
+ * (zero-filled) with rows `stride` floats apart when given.
+ */
+export function project(m: Float32Array, width: number, p: Float64Array, out: number, result = new Float32Array((m.length / width) * out), stride = out): Float32Array {
   const rows = m.length / width;
-  const result = new Float32Array(rows * out);
   for (let r = 0; r < rows; r++) {
     for (let k = 0; k < width; k++) {
       const v = m[r * width + k]!;
       if (v === 0) continue;
       const pk = k * out;
-      const rr = r * out;
+      const rr = r * stride;
       for (let c = 0; c < out; c++) result[rr + c]! += v * p[pk + c]!;
     }
   }

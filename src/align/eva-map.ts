@@ -10,7 +10,10 @@
  */
 import { Matrix, SVD } from "ml-matrix";
 import { centerColumns, dotsWithRows, normalizeRows, project } from "./embedding-math.js";
-import { SparseRowsBuilder, topIndexes, type SparseRows } from "./sparse-rows.js";
+import type { SparseRows } from "./sparse-rows.js";
+import { chooseKernel, type DotsBackend } from "./dots-pool.js";
+import { assembleMap, cslsRows, matchRow, type CslsRows } from "./eva-rows.js";
+import { cslsWasm } from "./eva-wasm.js";
 
 export interface EvaParams {
   /** Main tokens kept per auxiliary token. */
@@ -41,20 +44,41 @@ export interface EvaMapStats {
 /**
  * Builds the auxiliary → main map (rows: auxiliary ids, columns: main ids, values: CSLS scores).
  * Both matrices are normalized in place. `seeds` pairs auxiliary and main ids of identical surfaces.
+ * The CSLS passes run on the WebAssembly kernel over worker threads for large inputs (eva-wasm.ts),
+ * in JavaScript otherwise and on runtimes without WebAssembly SIMD; both find the same matches.
  */
-export function buildEvaMap(
+export async function buildEvaMap(
   aux: EmbeddingMatrix,
   main: EmbeddingMatrix,
   seeds: { readonly aux: Int32Array; readonly main: Int32Array },
   params: EvaParams = EVA_DEFAULTS,
   onProgress?: (done: number, total: number) => void,
-): { map: SparseRows; stats: EvaMapStats } {
+  /** Map only the first `rows` auxiliary tokens (for measuring the cost on large vocabularies; r_T then comes from them alone). */
+  rows = aux.rows,
+  backend: DotsBackend = "auto",
+): Promise<{ map: SparseRows; stats: EvaMapStats }> {
   if (seeds.aux.length === 0) throw new Error("EVA needs tokens spelled identically by both members, and these members share none; use method gac or unite");
   for (const m of [aux, main]) {
     normalizeRows(m.data, m.width);
     centerColumns(m.data, m.width);
     normalizeRows(m.data, m.width);
   }
+  const rotation = seedRotation(aux, main, seeds);
+  const mapped = rows === aux.rows ? aux : { data: aux.data.subarray(0, rows * aux.width), rows, width: aux.width };
+  const module = chooseKernel(backend, 2 * rows * main.rows * rotation.r);
+  const fast = module && (await cslsWasm(module, mapped, main, rotation, params, onProgress));
+  if (module && !fast && backend === "wasm") throw new Error(`EVA: ${rows} + ${main.rows} projected rows do not fit in a WebAssembly memory (4 GiB); use the js backend`);
+  const matches = fast || cslsJs(mapped, main, rotation, params, onProgress);
+  onProgress?.(2 * rows, 2 * rows);
+  const { map, keptRows, droppedUniformRows } = assembleMap(matches, main.rows);
+  return {
+    map,
+    stats: { seeds: seeds.aux.length, sharedDimensions: rotation.r, keptRows, droppedUniformRows, entries: map.cols.length },
+  };
+}
+
+/** The orthogonal maps U (aux width × r) and V (main width × r) from the seed cross-covariance's SVD. */
+function seedRotation(aux: EmbeddingMatrix, main: EmbeddingMatrix, seeds: { readonly aux: Int32Array; readonly main: Int32Array }): { u: Float64Array; v: Float64Array; r: number } {
   // Seed cross-covariance Xsᵀ Zs (aux width × main width).
   const cov = new Matrix(aux.width, main.width);
   for (let s = 0; s < seeds.aux.length; s++) {
@@ -68,8 +92,17 @@ export function buildEvaMap(
   }
   const svd = new SVD(cov, { autoTranspose: true });
   const r = Math.min(aux.width, main.width);
-  const u = flatten(svd.leftSingularVectors, r);
-  const v = flatten(svd.rightSingularVectors, r);
+  return { u: flatten(svd.leftSingularVectors, r), v: flatten(svd.rightSingularVectors, r), r };
+}
+
+/** The CSLS passes in JavaScript: every auxiliary row's matches. */
+function cslsJs(
+  aux: EmbeddingMatrix,
+  main: EmbeddingMatrix,
+  { u, v, r }: { readonly u: Float64Array; readonly v: Float64Array; readonly r: number },
+  params: EvaParams,
+  onProgress?: (done: number, total: number) => void,
+): CslsRows {
   const x = project(aux.data, aux.width, u, r);
   const z = project(main.data, main.width, v, r);
   normalizeRows(x, r);
@@ -85,39 +118,16 @@ export function buildEvaMap(
     if (onProgress && i % 256 === 0) onProgress(i, total);
   }
 
-  const builder = new SparseRowsBuilder(aux.rows, main.rows, params.topK);
+  const rows = cslsRows(aux.rows, params.topK);
   const scores = new Float32Array(main.rows);
   const order = new Int32Array(params.topK + 1);
-  const cols: number[] = [];
-  const vals: number[] = [];
-  let keptRows = 0;
-  let droppedUniformRows = 0;
   for (let i = 0; i < aux.rows; i++) {
     dotsWithRows(x, i, z, main.rows, r, cosines);
     for (let j = 0; j < main.rows; j++) scores[j] = 2 * cosines[j]! - rT[j]!;
-    const n = topIndexes(scores, main.rows, params.topK, order);
-    cols.length = 0;
-    vals.length = 0;
-    for (let k = 0; k < n; k++) {
-      const s = scores[order[k]!]!;
-      if (s < params.minScore) break;
-      cols.push(order[k]!);
-      vals.push(s);
-    }
-    if (cols.length > params.uniformMinKept && std(vals) <= params.uniformStd) {
-      droppedUniformRows++;
-      cols.length = 0;
-    }
-    if (cols.length > 0) keptRows++;
-    builder.addRow(cols, vals, cols.length);
+    matchRow(scores, main.rows, params, order, rows, i);
     if (onProgress && i % 256 === 0) onProgress(aux.rows + i, total);
   }
-  onProgress?.(total, total);
-  const map = builder.build();
-  return {
-    map,
-    stats: { seeds: seeds.aux.length, sharedDimensions: r, keptRows, droppedUniformRows, entries: map.cols.length },
-  };
+  return rows;
 }
 
 /** The first `r` columns of `m` as a row-major float64 array (m.rows × r). */
@@ -125,9 +135,4 @@ function flatten(m: Matrix, r: number): Float64Array {
   const out = new Float64Array(m.rows * r);
   for (let i = 0; i < m.rows; i++) for (let c = 0; c < r; c++) out[i * r + c] = m.get(i, c);
   return out;
-}
-
-function std(values: readonly number[]): number {
-  const mean = values.reduce((a, b) => a + b, 0) / values.length;
-  return Math.sqrt(values.reduce((a, b) => a + (b - mean) ** 2, 0) / values.length);
 }
