@@ -275,17 +275,16 @@ async function loadTokenizer(options: RemoteMemberOptions): Promise<{ tokenizer:
     }
   }
   const llama = await loadLlama();
-  let model;
+  const model = await llama.loadModel({ modelPath: options.tokenizerPath, vocabOnly: true }).catch((error: Error) => {
+    throw new MemberError(options.name, `cannot load tokenizer ${options.tokenizerPath}: ${error.message}; point \`tokenizer\` at a GGUF file or a tokenizer.json`);
+  });
   try {
-    model = await llama.loadModel({ modelPath: options.tokenizerPath, vocabOnly: true });
+    return { tokenizer: new MemberTokenizer(options.name, ggufTokenizerSource(model), options.chatTemplate), release: () => model.dispose() };
   } catch (error) {
-    throw new MemberError(
-      options.name,
-      `cannot load tokenizer ${options.tokenizerPath}: ${(error as Error).message}; point \`tokenizer\` at a GGUF file or a tokenizer.json`,
-    );
+    // A vocabulary chorus cannot read exactly: nothing else holds the model.
+    await model.dispose();
+    throw error;
   }
-  const loaded = model;
-  return { tokenizer: new MemberTokenizer(options.name, ggufTokenizerSource(loaded), options.chatTemplate), release: () => loaded.dispose() };
 }
 
 /** The server's root: `http://h:8000/v1/` and `http://h:8000` both give `http://h:8000`. */
