@@ -81,6 +81,7 @@ export function hfTokenizerSource(file: string): TokenizerSource {
   const bos = tokenId(json, config.bos_token);
   const addsBos = config.add_bos_token ?? postProcessorStartsWith(json.post_processor, tokenContent(config.bos_token));
   const specialPattern = specialSplitter(special);
+  const specialIds = new Map(special.map((t) => [t.content, t.id]));
 
   return {
     vocabulary,
@@ -99,7 +100,7 @@ export function hfTokenizerSource(file: string): TokenizerSource {
       let last = 0;
       for (const match of text.matchAll(specialPattern)) {
         append(encode(text.slice(last, match.index)));
-        ids.push(special.find((t) => t.content === match[0])!.id);
+        ids.push(specialIds.get(match[0])!);
         last = match.index + match[0].length;
       }
       append(encode(text.slice(last)));
