@@ -5,7 +5,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import type { MemberCandidates } from "../src/engine/candidates.js";
+import type { MemberCandidates } from "../src/methods/candidates.js";
 import { deepenStep, deepenTarget, klLossAndGradient, relativeSpace } from "../src/methods/deepen.js";
 import { evaStep } from "../src/methods/eva.js";
 import { buildRelative } from "../src/align/deepen-relative.js";

@@ -2,39 +2,7 @@ import type { Vocabulary } from "../tokens/vocabulary.js";
 import { TokenKind } from "../tokens/vocabulary.js";
 import type { SparseDistribution } from "../members/distribution.js";
 import { tokensExtending } from "../tokens/prefix-index.js";
-
-/** The end-of-generation candidate: every member's EOG tokens map to this one empty text. */
-export const END_TEXT = "";
-
-/**
- * How a member takes in a chosen text: `append` a token after its current tokens, or, after
- * healing, `replace` its last tokens by one that extends them.
- */
-export type TokenPath =
-  | { readonly kind: "append"; readonly id: number }
-  /** Drop the member's last `drop` tokens (the healed tail, or part of it) and append `id`. */
-  | { readonly kind: "replace"; readonly id: number; readonly drop: number };
-
-/**
- * A member's distribution over byte continuations of the exact text (latin1 strings), with bounds
- * that let a method prove its choice equals the one over the full vocabulary.
- */
-export interface MemberCandidates {
-  readonly texts: readonly string[];
-  /** Point estimate of each text's probability (exact for plain distributions). */
-  readonly probs: Float64Array;
-  /** The true probability lies in [probs[i] · lowerScale, probs[i] + hiExtra[i]]. */
-  readonly lowerScale: number;
-  readonly hiExtra: Float64Array;
-  /** Any text not listed has at most this probability. */
-  readonly unlistedMax: number;
-  readonly paths: readonly TokenPath[];
-  readonly index: ReadonlyMap<string, number>;
-  /** Whether the distribution covers the member's whole vocabulary. */
-  readonly complete: boolean;
-  /** Surface of the healed token, when candidates continue a foreign boundary. */
-  readonly healedSurface?: string;
-}
+import { END_TEXT, type MemberCandidates, type TokenPath } from "../methods/candidates.js";
 
 class CandidateBuilder {
   readonly texts: string[] = [];

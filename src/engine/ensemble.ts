@@ -5,7 +5,7 @@ import type { SparseDistribution } from "../members/distribution.js";
 import { gac } from "../methods/gac.js";
 import { unite, uniteUnion } from "../methods/unite.js";
 import { argmax, isCertified, type Combined } from "../methods/combined.js";
-import { END_TEXT, type MemberCandidates } from "./candidates.js";
+import { END_TEXT, type MemberCandidates } from "../methods/candidates.js";
 import { MemberTrack, type EvaluationPlan, type FetchPlan } from "./member-track.js";
 import { pickIndex, seededRandom, type SamplingOptions } from "./sampling.js";
 import { TextOutput } from "./text-output.js";

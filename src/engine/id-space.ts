@@ -5,7 +5,7 @@
  * the main member appends as its own; the others follow the text through their tracks.
  */
 import type { Member } from "../members/member.js";
-import type { MemberCandidates } from "./candidates.js";
+import type { MemberCandidates } from "../methods/candidates.js";
 import type { Combined } from "../methods/combined.js";
 import { candidateIds } from "../methods/id-space.js";
 import { evaStep } from "../methods/eva.js";

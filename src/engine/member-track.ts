@@ -2,7 +2,8 @@ import type { Member, PositionRequest, PromptTokens, TokenRun } from "../members
 import type { SparseDistribution } from "../members/distribution.js";
 import { surfaceToText, TokenKind } from "../tokens/vocabulary.js";
 import { tokensExtending } from "../tokens/prefix-index.js";
-import { END_TEXT, healedCandidates, plainCandidates, type MemberCandidates } from "./candidates.js";
+import { healedCandidates, plainCandidates } from "./candidates.js";
+import { END_TEXT, type MemberCandidates } from "../methods/candidates.js";
 
 /** Tokens extending a healed token that are asked for by id (llama.cpp's filter is a linear scan per token). */
 const EXTENSIONS_LISTED = 32;

@@ -1,4 +1,4 @@
-import type { MemberCandidates } from "../engine/candidates.js";
+import type { MemberCandidates } from "./candidates.js";
 
 /** Scores of the candidate texts after a method combined the members. */
 export interface Combined {

@@ -9,7 +9,7 @@
  * vocabulary on dense R), the gradient is analytic, on typed arrays, over the main member's listed
  * candidates and the anchors their sparse rows touch. Pure: no I/O.
  */
-import type { MemberCandidates } from "../engine/candidates.js";
+import type { MemberCandidates } from "./candidates.js";
 import type { SparseRows } from "../align/sparse-rows.js";
 import { exactCombined, listedProbabilities } from "./id-space.js";
 import type { Combined } from "./combined.js";

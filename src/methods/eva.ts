@@ -4,7 +4,7 @@
  * top-1 token lies within another member's top-k ("faithfulness"); the kept members' distributions
  * are averaged with their weights (all members when none is kept). Pure: no I/O.
  */
-import { END_TEXT, type MemberCandidates } from "../engine/candidates.js";
+import { END_TEXT, type MemberCandidates } from "./candidates.js";
 import type { SparseRows } from "../align/sparse-rows.js";
 import { exactCombined, listedProbabilities, topK } from "./id-space.js";
 import type { Combined } from "./combined.js";

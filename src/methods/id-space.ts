@@ -1,5 +1,5 @@
-import type { MemberCandidates } from "../engine/candidates.js";
-import { END_TEXT } from "../engine/candidates.js";
+import type { MemberCandidates } from "./candidates.js";
+import { END_TEXT } from "./candidates.js";
 import type { Vocabulary } from "../tokens/vocabulary.js";
 import type { Combined } from "./combined.js";
 

@@ -1,4 +1,4 @@
-import type { MemberCandidates } from "../engine/candidates.js";
+import type { MemberCandidates } from "./candidates.js";
 import { normalizeWeights, unionOfTexts, type Combined } from "./combined.js";
 
 /** The texts UniTE ranks: the union of every member's top-k. */
