@@ -262,7 +262,11 @@ function normalizedPath(segments: readonly PathSegment[]): string {
 
 /** How to fix a wrong value, by (normalized) path. */
 const FIXES: Record<string, string> = {
-  method: 'use one of: gac, unite, eva, deepen',
+  method: 'use one of: gac, unite, eva, deepen, bytes',
+  bytes: 'write e.g. `bytes: { aggregate: mix, rule: settled }`',
+  'bytes.aggregate': 'use mix or product',
+  'bytes.rule': 'use settled or ending',
+  'bytes.floor': 'use a number between 0 and 1, e.g. 0.0001',
   topK: 'use an integer from 1 to 1000 (default 10)',
   heal: 'use true or false (default true)',
   gate: 'write e.g. `gate: { threshold: 0.9 }`, or remove `gate` to disable gating',

@@ -11,7 +11,7 @@
 import { z } from 'zod';
 
 /** Methods that can be run today. */
-export const IMPLEMENTED_METHODS = ['gac', 'unite', 'eva', 'deepen'] as const;
+export const IMPLEMENTED_METHODS = ['gac', 'unite', 'eva', 'deepen', 'bytes'] as const;
 /** Methods the project plans (see DESIGN.md) but that are not implemented yet. */
 export const PLANNED_METHODS = [] as readonly string[];
 
@@ -37,6 +37,13 @@ export function methodProblem(value: unknown): string {
 const methodSchema = z.enum(IMPLEMENTED_METHODS, { error: (issue) => methodProblem(issue.input) });
 
 const contextSizeSchema = z.number().int().min(MIN_CONTEXT_SIZE);
+
+/** Byte-level voting (`method: bytes`): aggregate, commit rule, product's floor. */
+export const bytesConfigSchema = z.strictObject({
+  aggregate: z.enum(['mix', 'product']).optional(),
+  rule: z.enum(['settled', 'ending']).optional(),
+  floor: z.number().gt(0).lt(1).optional(),
+});
 
 export const memberConfigSchema = z.strictObject({
   /** Short identifier used in traces, logs and weights; unique within the ensemble. */
@@ -122,6 +129,7 @@ const ensembleObjectSchema = z.strictObject({
       finalLearningRate: z.number().gt(0).optional(),
     })
     .optional(),
+  bytes: bytesConfigSchema.optional(),
   /** Where EVA/DeePEn alignments are cached (default $CHORUS_CACHE or ~/.cache/chorus/align). */
   cacheDir: z.string().min(1).optional(),
   members: z.array(memberConfigSchema).min(1),

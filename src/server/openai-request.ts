@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { IMPLEMENTED_METHODS } from "../config/schema.js";
+import { IMPLEMENTED_METHODS, bytesConfigSchema } from "../config/schema.js";
 import type { ChatMessage } from "../members/chat-template.js";
 import type { Prompt } from "../members/member.js";
 import type { GenerateOptions, MethodName } from "../engine/ensemble.js";
@@ -12,6 +12,7 @@ const ensembleOverrides = z.strictObject({
   gate: z.union([z.strictObject({ threshold: z.number().gt(0).lte(1) }), z.null()]).optional(),
   topK: z.number().int().min(1).max(1000).optional(),
   heal: z.boolean().optional(),
+  bytes: bytesConfigSchema.optional(),
   trace: z.boolean().optional(),
 });
 
@@ -108,6 +109,7 @@ function build(
       gate: e?.gate,
       topK: e?.topK,
       heal: e?.heal,
+      bytes: e?.bytes,
       trace: e?.trace,
     },
   };

@@ -1,0 +1,136 @@
+/** The engine's public shapes: how an ensemble is specified, per-call options, and what a generation yields. */
+import type { SamplingOptions } from "./sampling.js";
+import type { DeepenOptions, EvaOptions } from "./id-space.js";
+import type { PrepareOptions } from "../align/cache.js";
+import type { BytesOptions } from "../methods/bytes.js";
+
+export type MethodName = "gac" | "unite" | "eva" | "deepen" | "bytes";
+
+export interface MemberSpec {
+  readonly name: string;
+  /** Path of the GGUF file (a local member), or the model name a remote server knows (with `url`). */
+  readonly model?: string;
+  /** Base URL of an OpenAI-compatible server running this member (see members/remote.ts). */
+  readonly url?: string;
+  /** Wire dialect of the server at `url`. */
+  readonly api?: "vllm" | "llamacpp";
+  /** GGUF file whose vocabulary tokenizes locally for a remote member (a vocab-only GGUF will do). */
+  readonly tokenizer?: string;
+  /** What a generation does when this remote member keeps failing: end with an error, or go on without it. */
+  readonly onFailure?: "fail" | "drop";
+  readonly timeoutMs?: number;
+  readonly retries?: number;
+  /** Most log-probabilities the remote server returns per position (vLLM's --max-logprobs). */
+  readonly maxLogprobs?: number;
+  /** Environment variable holding the remote server's API key. */
+  readonly apiKeyEnv?: string;
+  readonly weight?: number;
+  readonly primary?: boolean;
+  readonly contextSize?: number;
+  readonly chatTemplate?: string;
+}
+
+/** How an ensemble is built: the same fields as the config file. */
+export interface EnsembleSpec {
+  readonly method?: MethodName;
+  readonly topK?: number;
+  readonly heal?: boolean;
+  readonly gate?: { readonly threshold: number };
+  readonly maxTokens?: number;
+  readonly sampling?: Partial<SamplingOptions>;
+  readonly stop?: readonly string[];
+  readonly contextSize?: number;
+  /** Threads per member context; default: the machine's cores shared among the members. */
+  readonly threads?: number;
+  /** EVA/DeePEn: the member whose vocabulary the others are mapped into (default: the primary, else the first). */
+  readonly main?: string;
+  readonly eva?: EvaOptions;
+  readonly deepen?: DeepenOptions;
+  /** Byte-level voting (`method: bytes`): how members' byte probabilities are aggregated and when a piece is committed. */
+  readonly bytes?: BytesOptions;
+  /** EVA/DeePEn alignment cache directory (the config's `cacheDir`); default $CHORUS_CACHE or ~/.cache/chorus/align. */
+  readonly cacheDir?: string;
+  /** EVA/DeePEn alignment cache options (progress, notes; `cacheDir: false` builds without caching); override `cacheDir`. */
+  readonly alignCache?: Omit<PrepareOptions, "cacheWriteErrors">;
+  readonly members: readonly MemberSpec[];
+}
+
+/** Per-call settings; anything left out comes from the spec. */
+export interface GenerateOptions {
+  readonly method?: MethodName;
+  readonly topK?: number;
+  readonly heal?: boolean;
+  /** `null` turns gating off for this call. */
+  readonly gate?: { readonly threshold: number } | null;
+  readonly maxTokens?: number;
+  readonly sampling?: Partial<SamplingOptions>;
+  readonly stop?: readonly string[];
+  /** One weight per member, in config order. */
+  readonly weights?: readonly number[];
+  /** Byte-level voting settings for this call (`method: bytes`). */
+  readonly bytes?: BytesOptions;
+  /** Run only this member, alone, through the same engine. */
+  readonly only?: string;
+  /** Attach per-step traces (each member's top candidates, the winner). */
+  readonly trace?: boolean;
+  /** Ask every member for its whole distribution every step (slow on large vocabularies; for checks). */
+  readonly fullDistributions?: boolean;
+  readonly signal?: AbortSignal;
+}
+
+export interface CandidateTrace {
+  readonly text: string;
+  readonly probability: number;
+}
+
+export interface StepTrace {
+  readonly members: readonly {
+    readonly name: string;
+    readonly healed: boolean;
+    readonly top: readonly CandidateTrace[];
+    /** Byte-level voting: this member's probability that its next bytes start with the winner. */
+    readonly winnerMass?: number;
+  }[];
+  readonly combined: readonly CandidateTrace[];
+  readonly winner: CandidateTrace;
+  /** EVA: the members that passed the faithfulness filter this step (empty: none did, and all were averaged). */
+  readonly survivors?: readonly string[];
+}
+
+/** One generation step: the chosen continuation and what it took. */
+export interface Step {
+  readonly index: number;
+  /** Text that became showable at this step (never a split UTF-8 character, never part of a stop string). */
+  readonly text: string;
+  /** The chosen candidate's exact bytes, as a latin1 string ("" for end of generation). */
+  readonly bytes: string;
+  /** Whether all members voted (false when the primary decided alone). */
+  readonly ensembled: boolean;
+  /** How many times members were asked for more candidates before the choice was proven exact. */
+  readonly escalations: number;
+  readonly trace?: StepTrace;
+}
+
+export type FinishReason = "stop" | "length";
+
+export interface GenerationResult {
+  readonly text: string;
+  readonly finishReason: FinishReason;
+  readonly steps: number;
+  readonly ensembledSteps: number;
+  /** Steps on which GaC's bound failed and members were asked for more candidates. */
+  readonly escalatedSteps: number;
+  readonly members: readonly { readonly name: string; readonly weight: number; readonly evaluations: number; readonly dropped: boolean }[];
+  readonly timings: {
+    readonly totalMs: number;
+    readonly memberMs: Record<string, number>;
+    readonly engineMs: number;
+    /** Within engineMs: turning members' distributions into byte-string candidates (healing included). */
+    readonly extractionMs: number;
+    /** Within engineMs: syncing members to the text (re-tokenizing the tail, planning the positions to read, accepting the choice). */
+    readonly syncMs: number;
+    /** Within engineMs: combining the candidates (GaC, UniTE, EVA/DeePEn), bounds and sampling — the rest of engineMs. */
+    readonly combinationMs: number;
+  };
+}
+

@@ -1,0 +1,111 @@
+import { END_TEXT, type MemberCandidates } from "./candidates.js";
+
+/** Bounds on a probability mass: the exact value lies in [lo, hi]; `value` is the point estimate. */
+export interface Mass {
+  readonly lo: number;
+  readonly value: number;
+  readonly hi: number;
+}
+
+export const ZERO_MASS: Mass = { lo: 0, value: 0, hi: 0 };
+
+/** Byte value standing for the end-of-generation candidate among the root's children. */
+export const END_CHILD = -1;
+
+/**
+ * One member's candidates sorted by their bytes, with prefix sums, so the mass of every candidate
+ * that starts with a byte string is a range sum (a node of the byte trie is a contiguous range).
+ */
+export class SortedCandidates {
+  private readonly texts: string[];
+  private readonly loSums: Float64Array;
+  private readonly valueSums: Float64Array;
+  private readonly hiSums: Float64Array;
+  private readonly hiOf: Float64Array;
+  /** Upper bound on the total probability of every text the member did not list. */
+  readonly unlisted: number;
+  /** Lower bound on the total probability of the listed texts. */
+  private readonly listedLo: number;
+  readonly complete: boolean;
+  private readonly unlistedMax: number;
+
+  constructor(candidates: MemberCandidates) {
+    const order = candidates.texts.map((_, i) => i).sort((a, b) => compare(candidates.texts[a]!, candidates.texts[b]!));
+    const n = order.length;
+    this.texts = order.map((i) => candidates.texts[i]!);
+    this.loSums = new Float64Array(n + 1);
+    this.valueSums = new Float64Array(n + 1);
+    this.hiSums = new Float64Array(n + 1);
+    this.hiOf = new Float64Array(n);
+    this.complete = candidates.complete;
+    const scale = candidates.complete ? 1 : candidates.lowerScale;
+    for (let k = 0; k < n; k++) {
+      const i = order[k]!;
+      const p = candidates.probs[i]!;
+      const hi = candidates.complete ? p : Math.min(1, p + candidates.hiExtra[i]!);
+      this.hiOf[k] = hi;
+      this.loSums[k + 1] = this.loSums[k]! + p * scale;
+      this.valueSums[k + 1] = this.valueSums[k]! + p;
+      this.hiSums[k + 1] = this.hiSums[k]! + hi;
+    }
+    this.listedLo = this.loSums[n]!;
+    this.unlisted = candidates.complete ? 0 : Math.max(0, 1 - this.listedLo);
+    this.unlistedMax = candidates.complete ? 0 : Math.min(candidates.unlistedMax, this.unlisted);
+  }
+
+  /** Range [from, to) of the texts that start with `prefix`. */
+  range(prefix: string): [number, number] {
+    return [this.lowerBound(prefix), this.lowerBound(prefix + "\u0100")];
+  }
+
+  /** Mass of the texts in [from, to), with room for unlisted texts that would sort there. */
+  mass(from: number, to: number): Mass {
+    if (from >= to && this.unlisted === 0) return ZERO_MASS;
+    const lo = this.loSums[to]! - this.loSums[from]!;
+    const value = this.valueSums[to]! - this.valueSums[from]!;
+    const hi = Math.min(1 - (this.listedLo - lo), this.hiSums[to]! - this.hiSums[from]! + this.unlisted);
+    return { lo, value, hi: Math.max(hi, lo) };
+  }
+
+  /** Mass of the one text equal to `text` (listed or not). */
+  exact(text: string): Mass {
+    const at = this.lowerBound(text);
+    if (at < this.texts.length && this.texts[at] === text) return { lo: this.loSums[at + 1]! - this.loSums[at]!, value: this.valueSums[at + 1]! - this.valueSums[at]!, hi: this.hiOf[at]! };
+    return this.unlistedMax > 0 ? { lo: 0, value: 0, hi: this.unlistedMax } : ZERO_MASS;
+  }
+
+  /** The children bytes of the node `prefix` among the texts in its range, each with its range. */
+  children(prefix: string, from: number, to: number, into: Map<number, [number, number][]>, member: number): void {
+    const depth = prefix.length;
+    let i = from;
+    if (i < to && this.texts[i]!.length === depth) i++; // the text ending exactly here
+    while (i < to) {
+      const byte = this.texts[i]!.charCodeAt(depth);
+      const end = this.lowerBound(prefix + String.fromCharCode(byte + 1), i, to);
+      let ranges = into.get(byte);
+      if (!ranges) into.set(byte, (ranges = []));
+      ranges[member] = [i, end];
+      i = end;
+    }
+  }
+
+  private lowerBound(text: string, from = 0, to = this.texts.length): number {
+    let lo = from;
+    let hi = to;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (compare(this.texts[mid]!, text) < 0) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+}
+
+/** Byte-wise order of latin1 strings (every char code is below 256), END_TEXT first. */
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+export function isEnd(text: string): boolean {
+  return text === END_TEXT;
+}
