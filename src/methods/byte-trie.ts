@@ -13,14 +13,13 @@ export const ZERO_MASS: Mass = { lo: 0, value: 0, hi: 0 };
 export const END_CHILD = -1;
 
 /**
- * One member's candidates sorted by their bytes, with prefix sums, so the mass of every candidate
- * that starts with a byte string is a range sum (a node of the byte trie is a contiguous range).
+ * One member's candidates sorted by their bytes, so the candidates that start with a byte string
+ * (a node of the byte trie) are one contiguous range.
  */
 export class SortedCandidates {
   private readonly texts: string[];
-  private readonly loSums: Float64Array;
-  private readonly valueSums: Float64Array;
-  private readonly hiSums: Float64Array;
+  private readonly loOf: Float64Array;
+  private readonly valueOf: Float64Array;
   private readonly hiOf: Float64Array;
   /** Upper bound on the total probability of every text the member did not list. */
   readonly unlisted: number;
@@ -33,22 +32,21 @@ export class SortedCandidates {
     const order = candidates.texts.map((_, i) => i).sort((a, b) => compare(candidates.texts[a]!, candidates.texts[b]!));
     const n = order.length;
     this.texts = order.map((i) => candidates.texts[i]!);
-    this.loSums = new Float64Array(n + 1);
-    this.valueSums = new Float64Array(n + 1);
-    this.hiSums = new Float64Array(n + 1);
+    this.loOf = new Float64Array(n);
+    this.valueOf = new Float64Array(n);
     this.hiOf = new Float64Array(n);
     this.complete = candidates.complete;
     const scale = candidates.complete ? 1 : candidates.lowerScale;
+    let listedLo = 0;
     for (let k = 0; k < n; k++) {
       const i = order[k]!;
       const p = candidates.probs[i]!;
-      const hi = candidates.complete ? p : Math.min(1, p + candidates.hiExtra[i]!);
-      this.hiOf[k] = hi;
-      this.loSums[k + 1] = this.loSums[k]! + p * scale;
-      this.valueSums[k + 1] = this.valueSums[k]! + p;
-      this.hiSums[k + 1] = this.hiSums[k]! + hi;
+      this.valueOf[k] = p;
+      this.loOf[k] = p * scale;
+      this.hiOf[k] = candidates.complete ? p : Math.min(1, p + candidates.hiExtra[i]!);
+      listedLo += p * scale;
     }
-    this.listedLo = this.loSums[n]!;
+    this.listedLo = listedLo;
     this.unlisted = candidates.complete ? 0 : Math.max(0, 1 - this.listedLo);
     this.unlistedMax = candidates.complete ? 0 : Math.min(candidates.unlistedMax, this.unlisted);
   }
@@ -58,19 +56,29 @@ export class SortedCandidates {
     return [this.lowerBound(prefix), this.lowerBound(prefix + "\u0100")];
   }
 
-  /** Mass of the texts in [from, to), with room for unlisted texts that would sort there. */
+  /**
+   * Mass of the texts in [from, to), with room for unlisted texts that would sort there. Summed
+   * directly, not from prefix sums: a deep node's small mass would lose its digits to the
+   * difference of two large sums.
+   */
   mass(from: number, to: number): Mass {
     if (from >= to && this.unlisted === 0) return ZERO_MASS;
-    const lo = this.loSums[to]! - this.loSums[from]!;
-    const value = this.valueSums[to]! - this.valueSums[from]!;
-    const hi = Math.min(1 - (this.listedLo - lo), this.hiSums[to]! - this.hiSums[from]! + this.unlisted);
+    let lo = 0;
+    let value = 0;
+    let hiListed = 0;
+    for (let k = from; k < to; k++) {
+      lo += this.loOf[k]!;
+      value += this.valueOf[k]!;
+      hiListed += this.hiOf[k]!;
+    }
+    const hi = Math.min(1 - (this.listedLo - lo), hiListed + this.unlisted);
     return { lo, value, hi: Math.max(hi, lo) };
   }
 
   /** Mass of the one text equal to `text` (listed or not). */
   exact(text: string): Mass {
     const at = this.lowerBound(text);
-    if (at < this.texts.length && this.texts[at] === text) return { lo: this.loSums[at + 1]! - this.loSums[at]!, value: this.valueSums[at + 1]! - this.valueSums[at]!, hi: this.hiOf[at]! };
+    if (at < this.texts.length && this.texts[at] === text) return { lo: this.loOf[at]!, value: this.valueOf[at]!, hi: this.hiOf[at]! };
     return this.unlistedMax > 0 ? { lo: 0, value: 0, hi: this.unlistedMax } : ZERO_MASS;
   }
 

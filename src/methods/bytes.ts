@@ -80,8 +80,11 @@ interface NodeScores {
  */
 export function bytesVote(members: readonly MemberCandidates[], weights: readonly number[], options: BytesOptions = {}, choose?: ByteChooser): ByteVote {
   const settings = { ...BYTES_DEFAULTS, ...options };
-  const w = normalizeWeights(weights);
-  const sorted = members.map((m) => new SortedCandidates(m));
+  // A member without weight has no say, not even in which bytes exist.
+  const voting = members.flatMap((m, i) => (weights[i]! > 0 ? [i] : []));
+  const w = normalizeWeights(voting.map((i) => weights[i]!));
+  const all = members.map((m) => new SortedCandidates(m));
+  const sorted = voting.map((i) => all[i]!);
   const exact = sorted.every((s) => s.complete);
   const path: ByteNode[] = [];
   const altTexts: string[] = [];
@@ -101,12 +104,12 @@ export function bytesVote(members: readonly MemberCandidates[], weights: readonl
       chosen: decision.child === null ? null : node.bytes[decision.child]!,
     });
     const mass = (k: number) => (settings.aggregate === "mix" ? node.children[k]!.value : probability * node.children[k]!.value);
+    if (decision.child === null) break; // the node's children lie inside the committed piece
     node.bytes.forEach((byte, k) => {
       if (k === decision.child) return;
       altTexts.push(byte === END_CHILD ? END_TEXT : prefix + String.fromCharCode(byte));
       altScores.push(mass(k));
     });
-    if (decision.child === null) break;
     const byte = node.bytes[decision.child]!;
     probability = mass(decision.child);
     if (byte === END_CHILD) {
@@ -115,7 +118,7 @@ export function bytesVote(members: readonly MemberCandidates[], weights: readonl
     }
     prefix += String.fromCharCode(byte);
   }
-  const memberMass = sorted.map((s) => (prefix === END_TEXT ? s.exact(END_TEXT).value : s.mass(...s.range(prefix)).value));
+  const memberMass = all.map((s) => (prefix === END_TEXT ? s.exact(END_TEXT).value : s.mass(...s.range(prefix)).value));
   const texts = [prefix, ...altTexts];
   const scores = Float64Array.from([probability, ...altScores]);
   return { text: prefix, probability, proven, combined: { texts, scores, lower: scores, upper: scores, unlistedUpper: 0 }, path, memberMass };
