@@ -1,5 +1,6 @@
 /**
- * Speed and memory of an ensemble: each member alone, then every method with and without gating,
+ * Speed and memory of an ensemble: each member alone, then every method (byte-level voting with
+ * both aggregates) with and without gating,
  * all generating the same number of greedy steps from the same prompt. Shared by `chorus bench`
  * and `npm run bench`.
  *
@@ -25,6 +26,9 @@ export interface BenchRow {
   readonly engineShare: number;
   readonly ensembledShare: number;
   readonly escalatedSteps: number;
+  /** Whitespace-separated words generated, and the time per word: steps differ in length across methods (bytes commits shorter pieces), words do not. */
+  readonly words: number;
+  readonly msPerWord: number;
   /** The process's peak resident memory so far (it only grows), after this row. */
   readonly peakRssMiB: number;
 }
@@ -57,11 +61,29 @@ function row(setup: string, system: string, r: GenerationResult): BenchRow {
     engineShare: r.timings.engineMs / r.timings.totalMs,
     ensembledShare: r.steps ? r.ensembledSteps / r.steps : 0,
     escalatedSteps: r.escalatedSteps,
+    words: wordCount(r.text),
+    msPerWord: r.timings.totalMs / Math.max(1, wordCount(r.text)),
     peakRssMiB: peakRssMiB(),
   };
 }
 
+function wordCount(text: string): number {
+  const words = text.trim().split(/\s+/);
+  return words[0] === "" ? 0 : words.length;
+}
+
 const METHOD_LABEL: Partial<Record<MethodName, string>> = { gac: "GaC", unite: "UniTE", eva: "EVA", deepen: "DeePEn" };
+
+/** The rows of one method: bytes is measured with both aggregates. */
+function methodRuns(method: MethodName): [string, GenerateOptions][] {
+  if (method === "bytes") {
+    return [
+      ["bytes/mix", { method, bytes: { aggregate: "mix" } }],
+      ["bytes/product", { method, bytes: { aggregate: "product" } }],
+    ];
+  }
+  return [[METHOD_LABEL[method] ?? method, { method }]];
+}
 
 export async function benchEnsemble(spec: EnsembleSpec, options: BenchOptions): Promise<BenchRow[]> {
   const hasPrimary = spec.members.some((m) => m.primary);
@@ -69,11 +91,10 @@ export async function benchEnsemble(spec: EnsembleSpec, options: BenchOptions): 
   const runs: [string, GenerateOptions][] = spec.members.map((m) => [`${m.name} alone`, { only: m.name, gate: null }]);
   if (spec.members.length > 1) {
     // GaC and UniTE need nothing more than the members; the config's own method (EVA, DeePEn) is measured too.
-    const methods = options.methods ?? [...new Set<MethodName>(["gac", "unite", ...(spec.method ? [spec.method] : [])])];
-    for (const method of methods) {
-      const label = METHOD_LABEL[method] ?? method;
-      runs.push([label, { method, gate: null }]);
-      if (hasPrimary) runs.push([`${label} gated ${threshold}`, { method, gate: { threshold } }]);
+    const methods = options.methods ?? [...new Set<MethodName>(["gac", "unite", "bytes", ...(spec.method ? [spec.method] : [])])];
+    for (const [label, methodOptions] of methods.flatMap(methodRuns)) {
+      runs.push([label, { ...methodOptions, gate: null }]);
+      if (hasPrimary) runs.push([`${label} gated ${threshold}`, { ...methodOptions, gate: { threshold } }]);
     }
   }
   if (!hasPrimary && spec.members.length > 1) options.log?.("  no member has primary: true, so the gated rows are left out");
@@ -101,13 +122,13 @@ export async function benchEnsemble(spec: EnsembleSpec, options: BenchOptions): 
 
 export function benchTable(rows: readonly BenchRow[]): string {
   const header =
-    "| setup | system | steps | tok/s | ms/step | members ms/step | engine ms/step (extraction · sync · combination) | engine share | ensembled | escalated steps | peak RSS so far |";
-  const line = "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
+    "| setup | system | steps | tok/s | ms/step | words | ms/word | members ms/step | engine ms/step (extraction · sync · combination) | engine share | ensembled | escalated steps | peak RSS so far |";
+  const line = "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
   let previous = "";
   const body = rows.map((r) => {
     const setup = r.setup === previous ? "" : r.setup;
     previous = r.setup;
-    return `| ${setup} | ${r.system} | ${r.steps} | ${r.tokensPerSecond.toFixed(1)} | ${r.msPerStep.toFixed(2)} | ${r.memberWallMsPerStep.toFixed(2)} | ${r.engineMsPerStep.toFixed(2)} (${r.extractionMsPerStep.toFixed(2)} · ${r.syncMsPerStep.toFixed(2)} · ${r.combinationMsPerStep.toFixed(2)}) | ${(100 * r.engineShare).toFixed(1)} % | ${(100 * r.ensembledShare).toFixed(0)} % | ${r.escalatedSteps} | ${r.peakRssMiB.toFixed(0)} MiB |`;
+    return `| ${setup} | ${r.system} | ${r.steps} | ${r.tokensPerSecond.toFixed(1)} | ${r.msPerStep.toFixed(2)} | ${r.words} | ${r.msPerWord.toFixed(1)} | ${r.memberWallMsPerStep.toFixed(2)} | ${r.engineMsPerStep.toFixed(2)} (${r.extractionMsPerStep.toFixed(2)} · ${r.syncMsPerStep.toFixed(2)} · ${r.combinationMsPerStep.toFixed(2)}) | ${(100 * r.engineShare).toFixed(1)} % | ${(100 * r.ensembledShare).toFixed(0)} % | ${r.escalatedSteps} | ${r.peakRssMiB.toFixed(0)} MiB |`;
   });
   return [header, line, ...body].join("\n");
 }

@@ -7,7 +7,8 @@ import { END_CHILD, SortedCandidates, ZERO_MASS, type Mass } from "./byte-trie.j
  * - `mix`: the weighted mean of the members' probabilities that the next bytes start with the
  *   node's bytes (ByteSampler's and Phan et al.'s mixture); a child's score is its mass.
  * - `product`: the weighted geometric mean of the members' conditional probabilities of each
- *   child byte, renormalized over the children (a product of experts), each floored at `floor`.
+ *   child byte, renormalized over the children (a product of experts), each floored at `floor`
+ *   times the members' mean conditional of that byte.
  */
 export type ByteAggregate = "mix" | "product";
 
@@ -23,7 +24,7 @@ export type CommitRule = "settled" | "ending";
 export interface BytesOptions {
   readonly aggregate?: ByteAggregate;
   readonly rule?: CommitRule;
-  /** `product`: a member's conditional probability of a byte counts as at least this (so a member with ~0 mass slows a path but cannot veto it forever). */
+  /** `product`: a member's conditional probability of a byte counts as at least this times the members' mean conditional of that byte (so a member with ~0 mass slows a path the others favour but cannot veto it forever). */
   readonly floor?: number;
 }
 
@@ -153,33 +154,36 @@ function mixScores(sorted: readonly SortedCandidates[], w: readonly number[], pr
 
 function productScores(sorted: readonly SortedCandidates[], w: readonly number[], prefix: string, floor: number): NodeScores {
   const { bytes, ranges, nodes } = childRanges(sorted, prefix);
+  // Members without mass at this node count as uniform: they have no say here.
+  const voices = sorted.flatMap((s, m) => {
+    const here = s.mass(nodes[m]![0], nodes[m]![1]);
+    return w[m]! > 0 && here.hi > 0 ? [{ s, m, here, weight: w[m]! }] : [];
+  });
+  const voiceWeight = voices.reduce((sum, v) => sum + v.weight, 0);
+  const conditionals = voices.map((v) => bytes.map((byte) => conditional(childMass(v.s, v.m, byte, ranges), v.here, 0)));
+  // The floor is relative to the members' mean conditional of the byte: a byte the others favour
+  // cannot be vetoed by one member's ~0, and a byte nobody favours stays negligible.
+  const mean = bytes.map((_, k) => weightedSum(conditionals.map((c) => c[k]!), voices.map((v) => v.weight / voiceWeight)));
   const numerators = bytes.map(() => ({ lo: 1, value: 1, hi: 1 }));
   let unlistedNumerator = 1;
-  const shares: Mass[] = [];
-  const shareWeights: number[] = [];
-  sorted.forEach((s, m) => {
-    const wm = w[m]!;
-    const here = s.mass(nodes[m]![0], nodes[m]![1]);
-    if (wm === 0 || here.hi <= 0) return; // no mass at this node: uniform, no say
-    bytes.forEach((byte, k) => {
-      const c = conditional(childMass(s, m, byte, ranges), here, floor);
+  let meanUnlisted = 0;
+  for (const v of voices) meanUnlisted += (v.weight / voiceWeight) * (v.here.lo > 0 ? Math.min(1, v.s.unlisted / v.here.lo) : 1);
+  voices.forEach((v, j) => {
+    const wm = v.weight;
+    bytes.forEach((_, k) => {
+      const c = conditionals[j]![k]!;
+      const f = mean[k]!;
       const n = numerators[k]!;
-      n.lo *= Math.pow(c.lo, wm);
-      n.value *= Math.pow(c.value, wm);
-      n.hi *= Math.pow(c.hi, wm);
+      n.lo *= Math.pow(Math.max(c.lo, floor * f.lo), wm);
+      n.value *= Math.pow(Math.max(c.value, floor * f.value), wm);
+      n.hi *= Math.pow(Math.max(c.hi, floor * f.hi), wm);
     });
     // Hölder: the unlisted children together weigh at most Π (Σ their floored conditionals)^w.
-    const unlistedChildren = 256 - bytes.length;
-    unlistedNumerator *= Math.pow(Math.min(1 + unlistedChildren * floor, (here.lo > 0 ? s.unlisted / here.lo : 1) + unlistedChildren * floor), wm);
-    if (prefix.length > 0) {
-      shares.push(conditional(s.exact(prefix), here, 0));
-      shareWeights.push(wm);
-    }
+    const unlisted = v.here.lo > 0 ? Math.min(1, v.s.unlisted / v.here.lo) : 1;
+    unlistedNumerator *= Math.pow(unlisted + floor * meanUnlisted, wm);
   });
-  // Members without mass here count as uniform: Hölder's bound takes the rest of the weight over the unlisted bytes.
-  const voiceless = 1 - sorted.reduce((sum, s, m) => sum + (s.mass(nodes[m]![0], nodes[m]![1]).hi > 0 ? w[m]! : 0), 0);
   const incomplete = sorted.some((s) => !s.complete);
-  const unlistedTotal = incomplete ? unlistedNumerator * Math.pow(256 - bytes.length, Math.max(0, voiceless)) : 0;
+  const unlistedTotal = incomplete ? unlistedNumerator * Math.pow(256 - bytes.length, Math.max(0, 1 - voiceWeight)) : 0;
   const loSum = numerators.reduce((a, n) => a + n.lo, 0);
   const valueSum = numerators.reduce((a, n) => a + n.value, 0);
   const hiSum = numerators.reduce((a, n) => a + n.hi, 0);
@@ -189,8 +193,7 @@ function productScores(sorted: readonly SortedCandidates[], w: readonly number[]
     hi: n.hi / Math.max(Number.MIN_VALUE, n.hi + (loSum - n.lo)),
   }));
   const unlistedChild = incomplete ? unlistedTotal / Math.max(Number.MIN_VALUE, unlistedTotal + loSum) : 0;
-  const shareTotal = shareWeights.reduce((a, b) => a + b, 0);
-  const undetermined = shareTotal > 0 ? weightedSum(shares, shareWeights.map((x) => x / shareTotal)) : ZERO_MASS;
+  const undetermined = prefix.length > 0 && voiceWeight > 0 ? weightedSum(voices.map((v) => conditional(v.s.exact(prefix), v.here, 0)), voices.map((v) => v.weight / voiceWeight)) : ZERO_MASS;
   return { bytes, children, unlistedChild, undetermined };
 }
 

@@ -56,17 +56,16 @@ export function referenceBytesVote(members: readonly MemberCandidates[], weights
       if (prefix !== "") undetermined = members.reduce((s, m, k) => s + w[k]! * massExactly(m, prefix), 0);
     } else {
       const numerators = bytes.map(() => 1);
-      let shareWeight = 0;
-      members.forEach((m, k) => {
+      const voices = members.flatMap((m, k) => {
         const here = prefix === "" ? m.probs.reduce((a, b) => a + b, 0) : massStartingWith(m, prefix);
-        if (w[k] === 0 || here <= 0) return;
-        bytes.forEach((b, j) => (numerators[j]! *= Math.pow(Math.max(floor, childMass(m, prefix, b) / here), w[k]!)));
-        if (prefix !== "") {
-          undetermined += w[k]! * (massExactly(m, prefix) / here);
-          shareWeight += w[k]!;
-        }
+        return w[k]! > 0 && here > 0 ? [{ m, here, weight: w[k]! }] : [];
       });
-      if (shareWeight > 0) undetermined /= shareWeight;
+      const voiceWeight = voices.reduce((s, v) => s + v.weight, 0);
+      const mean = bytes.map((b) => voices.reduce((s, v) => s + (v.weight / voiceWeight) * (childMass(v.m, prefix, b) / v.here), 0));
+      for (const v of voices) {
+        bytes.forEach((b, j) => (numerators[j]! *= Math.pow(Math.max(childMass(v.m, prefix, b) / v.here, floor * mean[j]!), v.weight)));
+        if (prefix !== "") undetermined += (v.weight / voiceWeight) * (massExactly(v.m, prefix) / v.here);
+      }
       const z = numerators.reduce((a, b) => a + b, 0);
       scores = numerators.map((n) => n / z);
     }
