@@ -22,6 +22,8 @@ export { vocabularyFromGguf, type Vocabulary } from "./tokens/vocabulary.js";
 export { buildUnion, type UnionVocabulary } from "./tokens/union.js";
 export { gac } from "./methods/gac.js";
 export { unite } from "./methods/unite.js";
+export { bytesVote, type BytesOptions, type ByteAggregate, type CommitRule, type ByteVote } from "./methods/bytes.js";
+export type { MemberCandidates } from "./methods/candidates.js";
 export { evaStep } from "./methods/eva.js";
 export { deepenStep } from "./methods/deepen.js";
 export { prepareAlignment, defaultCacheDir, type PrepareOptions } from "./align/cache.js";
