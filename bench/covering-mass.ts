@@ -7,9 +7,12 @@
  * "valid covering tree"): token sequences whose first k−1 tokens spell a proper prefix of `r` and
  * whose last token reaches its end. This enumerates that tree by brute force on the shared models
  * (their vocabularies are small), from the same point as healing, and prints the share of the
- * covering mass healing's paths hold, and how often the most probable continuation differs.
+ * covering mass healing's paths hold (the tail's own tokens and the other splits it follows), and
+ * how often the most probable continuation differs.
  *
- *   node --import tsx bench/covering-mass.ts [--limit 200] [--seed 0] [--show]   (--show: contexts losing over 5 %)
+ *   node --import tsx bench/covering-mass.ts [--limit 200] [--seed 0] [--show] [--tail-only]
+ *   (--show: contexts losing over 5 %; --tail-only: follow the tail's own tokens only, as healing did
+ *   before it followed other splits)
  */
 import { LlamaMember } from "../src/members/llama.js";
 import { MemberTrack } from "../src/engine/member-track.js";
@@ -35,14 +38,16 @@ interface Cover {
   evaluations: number;
 }
 
-async function cover(member: LlamaMember, prefix: readonly number[], r: string, tail: readonly number[]): Promise<Cover> {
+/** Healing follows the tail's own tokens, and the other splits in `branches` (one token further each). */
+async function cover(member: LlamaMember, prefix: readonly number[], r: string, tail: readonly number[], branches: readonly (readonly number[])[]): Promise<Cover> {
   const vocab = member.vocabulary;
   const result: Cover = { total: 0, healed: 0, byRemainder: new Map(), evaluations: 0 };
   const usable = (id: number) => {
     const kind = vocab.kinds[id];
     return (kind === TokenKind.normal || kind === TokenKind.byte || kind === TokenKind.user) && (vocab.surfaces[id]?.length ?? 0) > 0;
   };
-  // onTailPath: the sequence so far is the tail's first tokens, so healing follows its next step.
+  const same = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((x, i) => x === b[i]);
+  // onTailPath: the sequence so far is the tail's first tokens or a followed branch, so healing takes its next step.
   const visit = async (sequence: number[], consumed: number, mass: number, onTailPath: boolean): Promise<void> => {
     const tokens = [...prefix, ...sequence];
     const [dist] = await member.distributions(tokens, [{ position: tokens.length - 1, topK: 1, full: true }]);
@@ -63,8 +68,10 @@ async function cover(member: LlamaMember, prefix: readonly number[], r: string, 
         result.total += p;
         if (healedToo) result.healed += p;
       } else if (rest.startsWith(surface)) {
-        const stillOnPath = onTailPath && tail[sequence.length] === id && sequence.length + 1 < tail.length;
-        await visit([...sequence, id], consumed + surface.length, p, stillOnPath);
+        const next = [...sequence, id];
+        const onTail = onTailPath && tail[sequence.length] === id && sequence.length + 1 < tail.length && same(next, tail.slice(0, next.length));
+        const stillOnPath = onTail || branches.some((b) => same(b, next));
+        await visit(next, consumed + surface.length, p, stillOnPath);
       }
     }
   };
@@ -98,7 +105,8 @@ for (const [name, modelPath] of [
       if (!plan.tail || plan.tail.length === 0) continue;
       const prefix = plan.tokens.slice(0, plan.tokens.length - plan.tail.length);
       const r = plan.tail.map((id) => member.vocabulary.surfaces[id]!).join("");
-      const c = await cover(member, prefix, r, plan.tail);
+      const followed = process.argv.includes("--tail-only") ? [] : track.branchPlans(plan, await member.distributions(plan.tokens, plan.requests.map((q) => ({ ...q, full: true }))));
+      const c = await cover(member, prefix, r, plan.tail, followed.map((b) => b.before));
       evaluations += c.evaluations;
       if (!(c.total > 0)) continue;
       measured++;

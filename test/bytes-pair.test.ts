@@ -26,7 +26,11 @@ async function fullSteps(members: readonly LlamaMember[], prompt: string, steps:
     const candidates: MemberCandidates[] = [];
     for (const track of tracks) {
       const plan = track.planFetch(text, { topK: 128, full: true });
-      candidates.push(track.build(plan, await track.member.distributions(plan.tokens, plan.requests)));
+      const dists = await track.member.distributions(plan.tokens, plan.requests);
+      const branches = track.branchPlans(plan, dists);
+      const branchDists = [];
+      for (const b of branches) branchDists.push((await track.member.distributions(b.tokens, [b.request]))[0]!);
+      candidates.push(track.build(plan, dists, branches, branchDists));
     }
     const piece = visit(candidates);
     chosen.push(piece);

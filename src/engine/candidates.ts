@@ -86,7 +86,28 @@ export function plainCandidates(vocab: Vocabulary, dist: SparseDistribution): Me
  * probability spreads over the distribution after it; the result is renormalized over everything
  * consistent with `r`.
  */
-export function healedCandidates(vocab: Vocabulary, tail: readonly number[], dists: readonly SparseDistribution[]): MemberCandidates {
+/**
+ * Another split of the healed tail: tokens `before` that are not the tail's own, spelling a proper
+ * prefix of it, found at tail position `level` (the tail's first `level` tokens come first), with
+ * the distribution after them. Healing along the tail alone leaves their mass out.
+ */
+export interface HealingBranch {
+  readonly level: number;
+  readonly before: readonly number[];
+  /** Probability of `before` from the position before the tail. */
+  readonly mass: number;
+  /** The tail's bytes after `before`. */
+  readonly rest: string;
+  readonly dist: SparseDistribution;
+}
+
+/** Whether a token can start or continue a healed path (ordinary text, not control tokens). */
+export function isHealable(vocab: Vocabulary, id: number): boolean {
+  const kind = vocab.kinds[id];
+  return (kind === TokenKind.normal || kind === TokenKind.byte || kind === TokenKind.user) && (vocab.surfaces[id]?.length ?? 0) > 0;
+}
+
+export function healedCandidates(vocab: Vocabulary, tail: readonly number[], dists: readonly SparseDistribution[], branches: readonly HealingBranch[] = []): MemberCandidates {
   const levels = tail.length;
   const rests: string[] = [];
   for (let i = levels - 1, rest = ""; i >= 0; i--) rests[i] = rest = (vocab.surfaces[tail[i]!] ?? "") + rest;
@@ -113,6 +134,11 @@ export function healedCandidates(vocab: Vocabulary, tail: readonly number[], dis
         tailListed = true;
       }
       const text = candidateText(vocab, id);
+      if (text !== null && id !== tail[level] && text.length > 0 && text.length < rest.length && rest.startsWith(text) && isHealable(vocab, id)) {
+        // Another split of the tail: followed when it was expanded, else its mass is unknown.
+        if (!branches.some((b) => b.level === level && b.before[level] === id)) unknownMass += pathMass * p;
+        continue;
+      }
       if (text === null || text.length === 0 || !text.startsWith(rest)) continue;
       if (text.length === rest.length) {
         // The tail token itself (last level), or one token spelling the whole rest: its future is the path's.
@@ -130,6 +156,29 @@ export function healedCandidates(vocab: Vocabulary, tail: readonly number[], dis
       if (unlisted > 0) unlistedFromLevels += pathMass * dist.unlistedMax;
     }
     if (level < levels - 1) pathMass *= next;
+  }
+  for (const branch of branches) {
+    const { dist, rest, mass, before } = branch;
+    let listedExtending = 0;
+    for (let k = 0; k < dist.ids.length; k++) {
+      const id = dist.ids[k]!;
+      const text = candidateText(vocab, id);
+      if (text === null || text.length === 0 || !text.startsWith(rest)) continue;
+      const p = mass * dist.probs[k]!;
+      if (text.length === rest.length) {
+        // Spells the tail another way: its continuation is taken to be the tail's own.
+        sameMass += p;
+      } else {
+        builder.add(text.slice(rest.length), p, { kind: "replace", id, drop: levels, before });
+        extendingMass += p;
+        listedExtending++;
+      }
+    }
+    if (!dist.complete) {
+      const unlisted = Math.max(0, tokensExtending(vocab, rest, 0).count - listedExtending);
+      unknownMass += mass * Math.min(dist.unlistedMass, unlisted * dist.unlistedMax);
+      if (unlisted > 0) unlistedFromLevels += mass * dist.unlistedMax;
+    }
   }
   const after = dists[levels]!;
   if (sameMass + extendingMass <= 0) {

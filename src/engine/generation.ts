@@ -5,7 +5,7 @@ import { unite, uniteUnion } from "../methods/unite.js";
 import { bytesVote, type BytesOptions } from "../methods/bytes.js";
 import { argmax, isCertified, type Combined } from "../methods/combined.js";
 import { END_TEXT, type MemberCandidates } from "../methods/candidates.js";
-import { MemberTrack, type EvaluationPlan, type FetchPlan } from "./member-track.js";
+import { MemberTrack, type BranchPlan, type EvaluationPlan, type FetchPlan } from "./member-track.js";
 import { pickIndex, seededRandom, type SamplingOptions } from "./sampling.js";
 import { TextOutput } from "./text-output.js";
 import { surfaceToText } from "../tokens/vocabulary.js";
@@ -228,10 +228,18 @@ export class Generation {
       indexes.map(async (i) => {
         const t0 = performance.now();
         const plan = plans.get(i)!;
-        const dists: SparseDistribution[] = await this.members[i]!.distributions(plan.tokens, plan.requests);
-        timings.memberMs[this.members[i]!.name]! += performance.now() - t0;
+        const member = this.members[i]!;
+        const dists: SparseDistribution[] = await member.distributions(plan.tokens, plan.requests);
         this.evaluations[i]!++;
-        return dists;
+        // Other splits of a healed tail that hold enough mass: one more evaluation each.
+        const branches = tracks[i]!.branchPlans(plan, dists);
+        const branchDists: SparseDistribution[] = [];
+        for (const b of branches) {
+          branchDists.push((await member.distributions(b.tokens, [b.request]))[0]!);
+          this.evaluations[i]!++;
+        }
+        timings.memberMs[member.name]! += performance.now() - t0;
+        return { dists, branches, branchDists };
       }),
     );
     timings.memberWallMs += performance.now() - wallStart;
@@ -243,10 +251,13 @@ export class Generation {
       if (fatal !== undefined || failed.length >= this.active.length) throw reason(fatal ?? failed[0]!);
       throw new DroppedMembers(failed);
     }
-    const answers = settled.map((s) => (s as PromiseFulfilledResult<SparseDistribution[]>).value);
+    const answers = settled.map((s) => (s as PromiseFulfilledResult<{ dists: SparseDistribution[]; branches: BranchPlan[]; branchDists: SparseDistribution[] }>).value);
     const result = new Map<number, MemberCandidates>();
     const buildStart = performance.now();
-    indexes.forEach((i, k) => result.set(i, tracks[i]!.build(plans.get(i)!, answers[k]!)));
+    indexes.forEach((i, k) => {
+      const { dists, branches, branchDists } = answers[k]!;
+      result.set(i, tracks[i]!.build(plans.get(i)!, dists, branches, branchDists));
+    });
     timings.extractionMs += performance.now() - buildStart;
     return result;
   }

@@ -9,8 +9,8 @@ export const END_TEXT = "";
  */
 export type TokenPath =
   | { readonly kind: "append"; readonly id: number }
-  /** Drop the member's last `drop` tokens (the healed tail, or part of it) and append `id`. */
-  | { readonly kind: "replace"; readonly id: number; readonly drop: number };
+  /** Drop the member's last `drop` tokens (the healed tail, or part of it), append `before` (another split of the tail, when there is one) and `id`. */
+  | { readonly kind: "replace"; readonly id: number; readonly drop: number; readonly before?: readonly number[] };
 
 /**
  * A member's distribution over byte continuations of the exact text (latin1 strings), with bounds
