@@ -1,5 +1,6 @@
 import os from "node:os";
 import { createMember } from "../members/factory.js";
+import type { MemberSpec } from "../members/spec.js";
 import { ContextOverflowError, MemberUnavailableError, type Member, type Prompt } from "../members/member.js";
 import type { SparseDistribution } from "../members/distribution.js";
 import { gac } from "../methods/gac.js";
@@ -16,29 +17,7 @@ import type { AlignMethod } from "../align/alignment.js";
 
 export type MethodName = "gac" | "unite" | "eva" | "deepen";
 
-export interface MemberSpec {
-  readonly name: string;
-  /** Path of the GGUF file (a local member), or the model name a remote server knows (with `url`). */
-  readonly model?: string;
-  /** Base URL of an OpenAI-compatible server running this member (see members/remote.ts). */
-  readonly url?: string;
-  /** Wire dialect of the server at `url`. */
-  readonly api?: "vllm" | "llamacpp";
-  /** GGUF file whose vocabulary tokenizes locally for a remote member (a vocab-only GGUF will do). */
-  readonly tokenizer?: string;
-  /** What a generation does when this remote member keeps failing: end with an error, or go on without it. */
-  readonly onFailure?: "fail" | "drop";
-  readonly timeoutMs?: number;
-  readonly retries?: number;
-  /** Most log-probabilities the remote server returns per position (vLLM's --max-logprobs). */
-  readonly maxLogprobs?: number;
-  /** Environment variable holding the remote server's API key. */
-  readonly apiKeyEnv?: string;
-  readonly weight?: number;
-  readonly primary?: boolean;
-  readonly contextSize?: number;
-  readonly chatTemplate?: string;
-}
+export type { MemberSpec } from "../members/spec.js";
 
 /** How an ensemble is built: the same fields as the config file. */
 export interface EnsembleSpec {

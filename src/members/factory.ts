@@ -1,7 +1,7 @@
-import type { MemberSpec } from "../engine/ensemble.js";
 import { LlamaMember } from "./llama.js";
 import { MemberError, type Member } from "./member.js";
 import { RemoteMember } from "./remote.js";
+import type { MemberSpec } from "./spec.js";
 
 /** Builds the member a spec describes: a model in this process, or (with `url`) one on a server. */
 export async function createMember(spec: MemberSpec, defaults: { threads: number; contextSize?: number }): Promise<Member> {
