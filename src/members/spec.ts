@@ -1,3 +1,5 @@
+import type { GpuLayersSetting } from "./gpu-placement.js";
+
 /** One member as the config describes it: a GGUF model in this process, or (with `url`) a model on a server. */
 export interface MemberSpec {
   readonly name: string;
@@ -21,4 +23,6 @@ export interface MemberSpec {
   readonly primary?: boolean;
   readonly contextSize?: number;
   readonly chatTemplate?: string;
+  /** Layers of a local model on the GPU: `auto` (default) fits what the GPU holds, `max` all of them, or a count. */
+  readonly gpuLayers?: GpuLayersSetting;
 }
