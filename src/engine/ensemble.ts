@@ -1,5 +1,6 @@
-import os from "node:os";
-import { createMember } from "../members/factory.js";
+import { createMembers } from "../members/factory.js";
+import { describeBackend, type BackendReport } from "../members/backend.js";
+import type { GpuSetting } from "../members/runtime.js";
 import type { MemberSpec } from "../members/spec.js";
 import { ContextOverflowError, MemberUnavailableError, type Member, type Prompt } from "../members/member.js";
 import type { SparseDistribution } from "../members/distribution.js";
@@ -29,8 +30,10 @@ export interface EnsembleSpec {
   readonly sampling?: Partial<SamplingOptions>;
   readonly stop?: readonly string[];
   readonly contextSize?: number;
-  /** Threads per member context; default: the machine's cores shared among the members. */
+  /** Threads per member context; default: members/threads.ts (the members together stay below the cores). */
   readonly threads?: number;
+  /** Where local members run: `auto` (default) a GPU when node-llama-cpp finds one, else the CPU; `false` the CPU. */
+  readonly gpu?: GpuSetting;
   /** EVA/DeePEn: the member whose vocabulary the others are mapped into (default: the primary, else the first). */
   readonly main?: string;
   readonly eva?: EvaOptions;
@@ -153,15 +156,13 @@ export class Ensemble {
 
   static async create(spec: EnsembleSpec): Promise<Ensemble> {
     validateSpec(spec);
-    const threads = spec.threads ?? Math.max(1, Math.floor(os.availableParallelism() / spec.members.length));
-    const members: Member[] = [];
-    try {
-      for (const m of spec.members) members.push(await createMember(m, { threads, contextSize: spec.contextSize }));
-    } catch (error) {
-      await Promise.all(members.map((m) => m.dispose()));
-      throw error;
-    }
+    const members = await createMembers(spec.members, { threads: spec.threads, contextSize: spec.contextSize, gpu: spec.gpu });
     return new Ensemble(spec, members);
+  }
+
+  /** Where the members run: the device, each member's layers on the GPU and CPU threads. */
+  get backend(): BackendReport {
+    return describeBackend(this.members, this.spec.gpu ?? "auto");
   }
 
   /** Builds an ensemble over members that are already loaded (the caller keeps ownership). */
