@@ -104,24 +104,37 @@ async function startRuntime(gpu: GpuSetting): Promise<Runtime> {
 }
 
 async function whyCpu(): Promise<string> {
-  const detected = (await getLlamaGpuTypes("supported")).filter((type): type is Exclude<LlamaGpuType, false> => type !== false);
+  const detected = await detectedGpus();
   if (detected.length === 0) {
     return os.platform() === "darwin" ? "Metal needs Apple silicon" : "no GPU found (no CUDA or Vulkan libraries on this machine)";
   }
-  return `${detected.map((type) => DEVICE_NAMES[type]).join(" and ")} found, but node-llama-cpp's prebuilt binary for it did not load`;
+  const packages = detected.map(prebuiltPackage).join(" or ");
+  return `${detected.map((type) => DEVICE_NAMES[type]).join(" and ")} found, but node-llama-cpp's prebuilt binary for it did not load (is ${packages} installed?)`;
 }
 
 async function loadFailure(gpu: GpuSetting, error: Error): Promise<string> {
   if (gpu === false || gpu === "auto") {
     return `cannot load llama.cpp's prebuilt CPU binary (${error.message}) — reinstall node-llama-cpp (npm install); chorus never builds it from source`;
   }
-  const detected = (await getLlamaGpuTypes("supported")).filter((type) => type !== false);
-  const found = detected.length === 0 ? "no GPU libraries were found" : `found: ${detected.map((type) => DEVICE_NAMES[type as Device]).join(", ")}`;
-  return (
-    `gpu: ${gpu}: node-llama-cpp's ${DEVICE_NAMES[gpu]} binary does not load on this machine (${found}) — ` +
-    `${gpu === "cuda" ? "install the NVIDIA driver and CUDA runtime, and the optional package @node-llama-cpp/" + `${os.platform()}-${process.arch}-cuda` : gpu === "vulkan" ? "install the Vulkan loader and your GPU's Vulkan driver" : "Metal runs on Apple silicon Macs only"}; ` +
-    `or use gpu: auto (the CPU when no GPU works) or gpu: false`
-  );
+  const detected = await detectedGpus();
+  const found = detected.length === 0 ? "no GPU libraries were found" : `found: ${detected.map((type) => DEVICE_NAMES[type]).join(", ")}`;
+  return `gpu: ${gpu}: node-llama-cpp's ${DEVICE_NAMES[gpu]} binary does not load on this machine (${found}) — ${installAdvice(gpu)}; or use gpu: auto (the CPU when no GPU works) or gpu: false`;
+}
+
+async function detectedGpus(): Promise<Exclude<Device, "cpu">[]> {
+  return (await getLlamaGpuTypes("supported")).filter((type): type is Exclude<LlamaGpuType, false> => type !== false);
+}
+
+/** The optional npm package that holds node-llama-cpp's prebuilt binary for a GPU type here. */
+function prebuiltPackage(type: Exclude<Device, "cpu">): string {
+  const platform = ({ win32: "win", darwin: "mac" } as Record<string, string>)[os.platform()] ?? os.platform();
+  return `@node-llama-cpp/${platform}-${process.arch}${type === "metal" ? "-metal" : `-${type}`}`;
+}
+
+function installAdvice(gpu: Exclude<Device, "cpu">): string {
+  if (gpu === "cuda") return `install the NVIDIA driver and CUDA runtime, and keep ${prebuiltPackage("cuda")} (an optional dependency of node-llama-cpp)`;
+  if (gpu === "vulkan") return `install the Vulkan loader and your GPU's Vulkan driver, and keep ${prebuiltPackage("vulkan")}`;
+  return "Metal runs on Apple silicon Macs only";
 }
 
 function availableAdvice(): string {
