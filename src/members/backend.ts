@@ -5,7 +5,7 @@ import { deviceName, loadedRuntime, type Device, type GpuSetting } from "./runti
 export interface BackendReport {
   /** The config's setting. */
   readonly requested: GpuSetting;
-  /** What llama.cpp runs on in this process ("cpu" also when no member runs here). */
+  /** Where the members' layers run: the GPU's back end when any member has layers there, else "cpu". */
   readonly device: Device;
   /** One line when `auto` found no GPU (the CLI prints it). */
   readonly note?: string;
@@ -20,7 +20,7 @@ export function describeBackend(members: readonly Member[], requested: GpuSettin
   const local = members.some((m) => m.placement !== undefined);
   return {
     requested,
-    device: local && runtime ? runtime.device : "cpu",
+    device: members.find((m) => m.placement !== undefined && m.placement.device !== "cpu")?.placement?.device ?? "cpu",
     ...(local && requested === "auto" && runtime?.note ? { note: runtime.note } : {}),
     members: members.map((m) => (m.placement ? { name: m.name, where: "local", ...m.placement } : { name: m.name, where: "remote" })),
   };
