@@ -6,6 +6,7 @@
  */
 import os from "node:os";
 import { benchEnsemble, benchTable, peakRssMiB, type BenchRow } from "../src/bench/measure.js";
+import { formatBackend, type BackendReport } from "../src/members/backend.js";
 import { makePresetModel } from "./make-model.js";
 import { S260K, TS656K } from "../test/helpers/models.js";
 
@@ -20,6 +21,7 @@ function log(message: string): void {
 
 log(`chorus bench: ${STEPS} steps per run, ${os.availableParallelism()} cores, node ${process.version}`);
 const rows: BenchRow[] = [];
+const backends: { setup: string; backend: BackendReport }[] = [];
 rows.push(
   ...(await benchEnsemble(
     {
@@ -29,7 +31,7 @@ rows.push(
       ],
       contextSize: 1024,
     },
-    { setup: "TinyStories pair (512 + 2048 tokens)", steps: STEPS, prompt: PROMPT, threshold: 0.9, log },
+    { setup: "TinyStories pair (512 + 2048 tokens)", steps: STEPS, prompt: PROMPT, threshold: 0.9, log, onBackend: (backend) => backends.push({ setup: "TinyStories pair", backend }) },
   )),
 );
 log("generating the random-weight members (kept in .bench-models/)…");
@@ -44,8 +46,8 @@ rows.push(
       ],
       contextSize: 1024,
     },
-    { setup: "generated 32k SPM + 152k Qwen2 (dim 512, 4 layers, f16)", steps: STEPS, prompt: PROMPT, threshold: 0.5, log },
+    { setup: "generated 32k SPM + 152k Qwen2 (dim 512, 4 layers, f16)", steps: STEPS, prompt: PROMPT, threshold: 0.5, log, onBackend: (backend) => backends.push({ setup: "generated members", backend }) },
   )),
 );
-if (json) process.stdout.write(JSON.stringify({ steps: STEPS, peakRssMiB: peakRssMiB(), rows }, null, 2) + "\n");
-else process.stdout.write(`${benchTable(rows)}\n\npeak RSS ${peakRssMiB().toFixed(0)} MiB\n`);
+if (json) process.stdout.write(JSON.stringify({ steps: STEPS, peakRssMiB: peakRssMiB(), backends, rows }, null, 2) + "\n");
+else process.stdout.write(`${backends.map((b) => `${b.setup}: ${formatBackend(b.backend)}`).join("\n")}\n\n${benchTable(rows)}\n\npeak RSS ${peakRssMiB().toFixed(0)} MiB\n`);

@@ -13,7 +13,11 @@ export {
 export type { SamplingOptions } from "./engine/sampling.js";
 export { loadEnsembleConfig, parseEnsembleConfig, ConfigError, type EnsembleConfig } from "./config/load.js";
 export { LlamaMember, loadLlama, type LlamaMemberOptions } from "./members/llama.js";
-export { MemberError, ContextOverflowError, MemberUnavailableError, type Member, type Prompt, type PositionRequest } from "./members/member.js";
+export { MemberError, ContextOverflowError, MemberUnavailableError, type Member, type MemberPlacement, type Prompt, type PositionRequest } from "./members/member.js";
+export { loadRuntime, RuntimeError, type GpuSetting, type Device, type Runtime } from "./members/runtime.js";
+export { describeBackend, formatBackend, type BackendReport, type MemberBackend } from "./members/backend.js";
+export { placeOnGpu, GpuPlacementError, type GpuLayersSetting, type PlacementCandidate, type PlacedMember } from "./members/gpu-placement.js";
+export { defaultThreads, threadBudget } from "./members/threads.js";
 export { RemoteMember, type RemoteMemberOptions, type RemoteApi } from "./members/remote.js";
 export { createServer, type ServerOptions, type ServedModel, type ChorusServer, type GenerationEnd } from "./server/app.js";
 export type { SparseDistribution, DistributionRequest } from "./members/distribution.js";

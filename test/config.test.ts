@@ -439,3 +439,27 @@ test('the exported schema also enforces the cross-field rules', () => {
   assert.ok(messages.some((m) => m.startsWith('duplicate member name "a"')));
   assert.ok(messages.some((m) => m.startsWith('gating needs a primary member')));
 });
+
+test('gpu and gpuLayers: where members run, checked with the fix', () => {
+  const valid = parse(base({ gpu: false, members: [{ name: 's260k', model: S260K, gpuLayers: 'max' }, { name: 'ts656k', model: TS656K, gpuLayers: 0 }] }));
+  assert.equal(valid.gpu, false);
+  assert.deepEqual(valid.members.map((m) => m.gpuLayers), ['max', 0]);
+  for (const gpu of ['auto', 'cuda', 'vulkan', 'metal']) assert.equal(parse(base({ gpu })).gpu, gpu);
+  assert.equal(parse(base()).gpu, undefined, 'left out: auto, decided when the members load');
+
+  const fix = /— use auto \(default: a GPU when there is one, else the CPU\), cuda, vulkan, metal, or false \(unquoted\) to run on the CPU/;
+  for (const [gpu, shown] of [['cpu', '"cpu"'], ['false', '"false"'], [true, 'true'], [1, '1']] as const) {
+    const issue = issueAt(configError(() => parse(base({ gpu }))), 'gpu');
+    assert.ok(issue.message.startsWith(`gpu must be auto, cuda, vulkan, metal or false, got ${shown} `), issue.message);
+    assert.match(issue.message, fix);
+  }
+  const layersFix = /— auto \(default\) fits what the GPU holds, max puts every layer on it, 0 keeps this member on the CPU/;
+  for (const [gpuLayers, problem] of [[-1, /gpuLayers must be >= 0, got -1/], [1.5, /gpuLayers must be auto, max or an integer >= 0, got 1\.5/], ['all', /got "all"/]] as const) {
+    const issue = issueAt(configError(() => parse(members({ name: 'a', model: S260K, gpuLayers }))), 'members[0].gpuLayers');
+    assert.match(issue.message, problem);
+    assert.match(issue.message, layersFix);
+  }
+  const remote = configError(() => parse(members({ name: 'r', url: 'http://gpu-box:8000/v1', tokenizer: TS656K, gpuLayers: 10 })));
+  assert.match(issueAt(remote, 'members[0].gpuLayers').message, /a member with `url` runs on its server, which places its own — remove gpuLayers here/);
+  assert.match(issueAt(configError(() => parse(base({ members: [{ name: 'a', model: S260K, gpulayers: 3 }] }))), 'members[0].gpulayers').message, /did you mean "gpuLayers"/);
+});

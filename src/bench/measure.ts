@@ -10,6 +10,7 @@
  * (GaC/UniTE, bounds, sampling).
  */
 import { Ensemble, type EnsembleSpec, type GenerateOptions, type GenerationResult, type MethodName } from "../engine/ensemble.js";
+import type { BackendReport } from "../members/backend.js";
 
 export interface BenchRow {
   readonly setup: string;
@@ -41,6 +42,8 @@ export interface BenchOptions {
   readonly threshold?: number;
   readonly methods?: readonly MethodName[];
   readonly log?: (message: string) => void;
+  /** Told where the members run (device, layers on the GPU, threads) once they are loaded. */
+  readonly onBackend?: (backend: BackendReport) => void;
 }
 
 export const peakRssMiB = (): number => process.resourceUsage().maxRSS / 1024;
@@ -99,6 +102,7 @@ export async function benchEnsemble(spec: EnsembleSpec, options: BenchOptions): 
   }
   if (!hasPrimary && spec.members.length > 1) options.log?.("  no member has primary: true, so the gated rows are left out");
   const ensemble = await Ensemble.create({ ...spec, gate: undefined, maxTokens: options.steps, stop: [] });
+  options.onBackend?.(ensemble.backend);
   const rows: BenchRow[] = [];
   try {
     await ensemble.generate({ text: options.prompt }, { maxTokens: 4, gate: null }); // warm-up

@@ -3,6 +3,9 @@ import { InvalidArgumentError } from "commander";
 import os from "node:os";
 import { benchEnsemble, benchTable, peakRssMiB } from "../bench/measure.js";
 import { loadEnsembleConfig } from "../config/load.js";
+import { formatBackend, type BackendReport } from "../members/backend.js";
+import type { GpuSetting } from "../members/runtime.js";
+import { GPU_OPTION_HELP, parseGpu, prepareBackend, withGpu } from "./backend.js";
 
 interface BenchFlags {
   config: string;
@@ -10,6 +13,7 @@ interface BenchFlags {
   prompt: string;
   gate?: number;
   json?: boolean;
+  gpu?: GpuSetting;
 }
 
 export function registerBench(program: Command): void {
@@ -29,12 +33,15 @@ export function registerBench(program: Command): void {
       return n;
     })
     .option("--json", "print JSON instead of the table")
+    .option("--gpu <where>", GPU_OPTION_HELP, parseGpu)
     .action(async (flags: BenchFlags) => {
-      const config = await loadEnsembleConfig(flags.config);
+      const config = withGpu(await loadEnsembleConfig(flags.config), flags.gpu);
       const log = (message: string) => process.stderr.write(message + "\n");
       log(`chorus bench: ${flags.steps} steps per row, ${os.availableParallelism()} cores, node ${process.version}`);
-      const rows = await benchEnsemble(config, { setup: flags.config, steps: flags.steps, prompt: flags.prompt, threshold: flags.gate, log });
-      if (flags.json) process.stdout.write(JSON.stringify({ steps: flags.steps, peakRssMiB: peakRssMiB(), rows }, null, 2) + "\n");
-      else process.stdout.write(`${benchTable(rows)}\n\npeak RSS ${peakRssMiB().toFixed(0)} MiB\n`);
+      await prepareBackend(config);
+      let backend: BackendReport | undefined;
+      const rows = await benchEnsemble(config, { setup: flags.config, steps: flags.steps, prompt: flags.prompt, threshold: flags.gate, log, onBackend: (b) => (backend = b) });
+      if (flags.json) process.stdout.write(JSON.stringify({ steps: flags.steps, peakRssMiB: peakRssMiB(), backend, rows }, null, 2) + "\n");
+      else process.stdout.write(`${backend ? formatBackend(backend) + "\n\n" : ""}${benchTable(rows)}\n\npeak RSS ${peakRssMiB().toFixed(0)} MiB\n`);
     });
 }

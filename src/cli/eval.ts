@@ -7,6 +7,8 @@ import type { MethodName } from "../engine/ensemble.js";
 import { textTable } from "../eval/report.js";
 import { runEval, type EvalProgress } from "../eval/runner.js";
 import { findTask, TASK_NAMES } from "../eval/tasks/index.js";
+import type { GpuSetting } from "../members/runtime.js";
+import { GPU_OPTION_HELP, parseGpu, prepareBackend, withGpu } from "./backend.js";
 
 interface EvalFlags {
   config: string;
@@ -23,6 +25,7 @@ interface EvalFlags {
   gate?: number | null;
   weights?: number[];
   heal: boolean;
+  gpu?: GpuSetting;
 }
 
 const integer = (name: string, min: number) => (value: string) => {
@@ -60,6 +63,7 @@ export function registerEval(program: Command): void {
       }),
     )
     .option("--no-heal", "turn token healing off (overriding the config)")
+    .option("--gpu <where>", GPU_OPTION_HELP, parseGpu)
     .action(async (flags: EvalFlags) => {
       await runEvalCommand(flags);
     });
@@ -70,11 +74,12 @@ async function runEvalCommand(flags: EvalFlags): Promise<void> {
   if (flags.method !== undefined && !(IMPLEMENTED_METHODS as readonly string[]).includes(flags.method)) {
     throw new Error(`--method: ${methodProblem(flags.method)}`);
   }
-  const config = await loadEnsembleConfig(flags.config);
+  const config = withGpu(await loadEnsembleConfig(flags.config), flags.gpu);
   if (flags.weights && flags.weights.length !== config.members.length) {
     throw new Error(`--weights: expected ${config.members.length} numbers (one per member: ${config.members.map((m) => m.name).join(", ")}), got ${flags.weights.length}`);
   }
   const out = flags.out ?? `eval-results/${task.name}`;
+  await prepareBackend(config);
   const { summary, files } = await runEval(config, {
     task,
     dataPath: flags.data,

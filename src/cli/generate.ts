@@ -7,6 +7,8 @@ import { IMPLEMENTED_METHODS, methodProblem } from "../config/schema.js";
 import { isIdSpaceMethod } from "../engine/id-space.js";
 import type { AlignMethod } from "../align/alignment.js";
 import { progressBar } from "./progress.js";
+import { GPU_OPTION_HELP, parseGpu, prepareBackend, withGpu } from "./backend.js";
+import type { GpuSetting } from "../members/runtime.js";
 
 interface GenerateFlags {
   config: string;
@@ -23,6 +25,7 @@ interface GenerateFlags {
   stop?: string[];
   trace?: boolean;
   json?: boolean;
+  gpu?: GpuSetting;
 }
 
 const number = (name: string, check: (n: number) => boolean, expected: string) => (value: string) => {
@@ -57,13 +60,14 @@ export function registerGenerate(program: Command): void {
     .option("--stop <text>", "stop string (repeatable)", collect)
     .option("--trace", "print each step's member candidates and the winner to stderr")
     .option("--json", "print one JSON object with the text, counts and timings instead of streaming")
+    .option("--gpu <where>", GPU_OPTION_HELP, parseGpu)
     .action(async (promptArg: string | undefined, flags: GenerateFlags) => {
       await runGenerate(promptArg, flags);
     });
 }
 
 async function runGenerate(promptArg: string | undefined, flags: GenerateFlags): Promise<void> {
-  const config = await loadEnsembleConfig(flags.config);
+  const config = withGpu(await loadEnsembleConfig(flags.config), flags.gpu);
   if (flags.method !== undefined && !(IMPLEMENTED_METHODS as readonly string[]).includes(flags.method)) {
     throw new UsageError(`--method: ${methodProblem(flags.method)}`);
   }
@@ -81,6 +85,7 @@ async function runGenerate(promptArg: string | undefined, flags: GenerateFlags):
   const text = promptArg ?? (await readStdin());
   const prompt: Prompt = flags.chat ? { messages: [{ role: "user", content: text }] } : { text };
   const gate = flags.only !== undefined ? undefined : config.gate;
+  await prepareBackend({ ...config, members });
   const bar = progressBar();
   const ensemble = await Ensemble.create({
     ...config,
@@ -106,7 +111,7 @@ async function runGenerate(promptArg: string | undefined, flags: GenerateFlags):
     for (;;) {
       const next = await stream.next();
       if (next.done) {
-        if (flags.json) process.stdout.write(JSON.stringify(next.value, null, 2) + "\n");
+        if (flags.json) process.stdout.write(JSON.stringify({ ...next.value, backend: ensemble.backend }, null, 2) + "\n");
         else process.stdout.write("\n");
         break;
       }

@@ -4,6 +4,9 @@ import { InvalidArgumentError } from "commander";
 import { loadEnsembleConfig } from "../config/load.js";
 import { Ensemble } from "../engine/ensemble.js";
 import { createServer } from "../server/app.js";
+import { formatBackend } from "../members/backend.js";
+import type { GpuSetting } from "../members/runtime.js";
+import { GPU_OPTION_HELP, parseGpu, prepareBackend, withGpu } from "./backend.js";
 
 interface ServeFlags {
   config: string;
@@ -14,6 +17,7 @@ interface ServeFlags {
   queueSize: number;
   bodyLimit: number;
   drainTimeout: number;
+  gpu?: GpuSetting;
 }
 
 const integer = (name: string, min: number) => (value: string) => {
@@ -34,14 +38,16 @@ export function registerServe(program: Command): void {
     .option("--queue-size <n>", "requests that may wait while one generates; more get 429", integer("--queue-size", 0), 16)
     .option("--body-limit <bytes>", "largest request body", integer("--body-limit", 1024), 1024 * 1024)
     .option("--drain-timeout <ms>", "on SIGTERM, how long running generations may finish before they are ended", integer("--drain-timeout", 0), 30_000)
+    .option("--gpu <where>", GPU_OPTION_HELP, parseGpu)
     .action(async (flags: ServeFlags) => {
       await runServe(flags);
     });
 }
 
 async function runServe(flags: ServeFlags): Promise<void> {
-  const config = await loadEnsembleConfig(flags.config);
+  const config = withGpu(await loadEnsembleConfig(flags.config), flags.gpu);
   const id = flags.name ?? path.basename(flags.config).replace(/\.(ya?ml|json)$/i, "");
+  await prepareBackend(config);
   const ensemble = await Ensemble.create(config);
   const server = createServer({
     models: [{ id, ensemble }],
@@ -59,6 +65,7 @@ async function runServe(flags: ServeFlags): Promise<void> {
     throw new Error(`cannot listen on ${flags.host}:${flags.port}: ${(error as Error).message}; pick another --port or --host`);
   }
   process.stderr.write(`chorus: serving model '${id}' (${ensemble.members.map((m) => m.name).join(" + ")}) at ${address}\n`);
+  process.stderr.write(`chorus: ${formatBackend(ensemble.backend)}\n`);
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       process.stderr.write(`chorus: ${signal}: finishing ${server.inFlight()} request(s), then exiting\n`);

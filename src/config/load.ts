@@ -281,6 +281,7 @@ const FIXES: Record<string, string> = {
   'stop[]': 'use a non-empty string',
   contextSize: 'use an integer >= 16',
   threads: 'use an integer >= 1',
+  gpu: 'use auto (default: a GPU when there is one, else the CPU), cuda, vulkan, metal, or false (unquoted) to run on the CPU',
   members: 'list at least one member, e.g. `members: [{ name: a, model: path/to/model.gguf }]`',
   'members[]': 'write each member as a mapping, e.g. `{ name: a, model: path/to/model.gguf }`',
   'members[].name': 'use only letters, digits, `_`, `.` and `-`, e.g. `qwen3-0.6b`',
@@ -289,6 +290,7 @@ const FIXES: Record<string, string> = {
   'members[].primary': 'use true or false (default false)',
   'members[].contextSize': 'use an integer >= 16',
   'members[].chatTemplate': 'give a Jinja chat template as a string, or remove it to use the GGUF\'s own',
+  'members[].gpuLayers': 'auto (default) fits what the GPU holds, max puts every layer on it, 0 keeps this member on the CPU',
 };
 
 /** Known keys of each object in the schema, by normalized path. */

@@ -44,6 +44,10 @@ export const bytesConfigSchema = z.strictObject({
   rule: z.enum(['settled', 'ending']).optional(),
   floor: z.number().gt(0).lt(1).optional(),
 });
+/** Where local members run: node-llama-cpp's detection, one GPU back end, or the CPU only (`false`). */
+const gpuSchema = z.union([z.enum(['auto', 'cuda', 'vulkan', 'metal']), z.literal(false)], { error: 'gpu must be auto, cuda, vulkan, metal or false' });
+
+const gpuLayersSchema = z.union([z.enum(['auto', 'max']), z.number().int().min(0)], { error: 'gpuLayers must be auto, max or an integer >= 0' });
 
 export const memberConfigSchema = z.strictObject({
   /** Short identifier used in traces, logs and weights; unique within the ensemble. */
@@ -74,6 +78,8 @@ export const memberConfigSchema = z.strictObject({
   contextSize: contextSizeSchema.optional(),
   /** Jinja chat template overriding the one stored in the GGUF (`tokenizer.chat_template`). */
   chatTemplate: z.string().min(1).optional(),
+  /** Layers of this member's model on the GPU: auto (default), max, or a count. */
+  gpuLayers: gpuLayersSchema.optional(),
 });
 
 export const gateConfigSchema = z.strictObject({
@@ -107,6 +113,8 @@ const ensembleObjectSchema = z.strictObject({
   contextSize: contextSizeSchema.optional(),
   /** Threads per member context. */
   threads: z.number().int().min(1).optional(),
+  /** Where local members run (default auto: a GPU when node-llama-cpp finds one, else the CPU). */
+  gpu: gpuSchema.optional(),
   /** EVA/DeePEn: the member whose vocabulary the others are mapped into; default the primary member, else the first. */
   main: z.string().regex(MEMBER_NAME_PATTERN).optional(),
   /** EVA's parameters (Xu et al. 2024 defaults). */
@@ -188,6 +196,9 @@ export function crossFieldIssues(value: unknown): CrossFieldIssue[] {
     const member = asRecord(m);
     if (member.url === undefined && member.model === undefined) {
       issues.push({ path: ['members', i, 'model'], message: 'model is required — give the path of a .gguf file (or `url:` and `tokenizer:` for a model on a server)' });
+    }
+    if (member.url !== undefined && member.gpuLayers !== undefined) {
+      issues.push({ path: ['members', i, 'gpuLayers'], message: 'gpuLayers places the layers of a model in this process; a member with `url` runs on its server, which places its own — remove gpuLayers here' });
     }
     if (member.url !== undefined && member.tokenizer === undefined) {
       issues.push({ path: ['members', i, 'tokenizer'], message: 'a member with `url` needs `tokenizer` — give the served model\'s tokenizer.json, or a GGUF with its vocabulary (a vocab-only GGUF will do)' });

@@ -1,5 +1,5 @@
-import os from "node:os";
-import { createMember } from "../members/factory.js";
+import { createMembers } from "../members/factory.js";
+import { describeBackend, type BackendReport } from "../members/backend.js";
 import type { Member, Prompt } from "../members/member.js";
 import { Generation, type GenerationSettings } from "./generation.js";
 import { IdSpaceMethod, isIdSpaceMethod } from "./id-space.js";
@@ -32,15 +32,13 @@ export class Ensemble {
 
   static async create(spec: EnsembleSpec): Promise<Ensemble> {
     validateSpec(spec);
-    const threads = spec.threads ?? Math.max(1, Math.floor(os.availableParallelism() / spec.members.length));
-    const members: Member[] = [];
-    try {
-      for (const m of spec.members) members.push(await createMember(m, { threads, contextSize: spec.contextSize }));
-    } catch (error) {
-      await Promise.all(members.map((m) => m.dispose()));
-      throw error;
-    }
+    const members = await createMembers(spec.members, { threads: spec.threads, contextSize: spec.contextSize, gpu: spec.gpu });
     return new Ensemble(spec, members);
+  }
+
+  /** Where the members run: the device, each member's layers on the GPU and CPU threads. */
+  get backend(): BackendReport {
+    return describeBackend(this.members, this.spec.gpu ?? "auto");
   }
 
   /** Builds an ensemble over members that are already loaded (the caller keeps ownership). */

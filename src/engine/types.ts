@@ -3,32 +3,12 @@ import type { SamplingOptions } from "./sampling.js";
 import type { DeepenOptions, EvaOptions } from "./id-space.js";
 import type { PrepareOptions } from "../align/cache.js";
 import type { BytesOptions } from "../methods/bytes.js";
+import type { GpuSetting } from "../members/runtime.js";
+import type { MemberSpec } from "../members/spec.js";
 
 export type MethodName = "gac" | "unite" | "eva" | "deepen" | "bytes";
 
-export interface MemberSpec {
-  readonly name: string;
-  /** Path of the GGUF file (a local member), or the model name a remote server knows (with `url`). */
-  readonly model?: string;
-  /** Base URL of an OpenAI-compatible server running this member (see members/remote.ts). */
-  readonly url?: string;
-  /** Wire dialect of the server at `url`. */
-  readonly api?: "vllm" | "llamacpp";
-  /** GGUF file whose vocabulary tokenizes locally for a remote member (a vocab-only GGUF will do). */
-  readonly tokenizer?: string;
-  /** What a generation does when this remote member keeps failing: end with an error, or go on without it. */
-  readonly onFailure?: "fail" | "drop";
-  readonly timeoutMs?: number;
-  readonly retries?: number;
-  /** Most log-probabilities the remote server returns per position (vLLM's --max-logprobs). */
-  readonly maxLogprobs?: number;
-  /** Environment variable holding the remote server's API key. */
-  readonly apiKeyEnv?: string;
-  readonly weight?: number;
-  readonly primary?: boolean;
-  readonly contextSize?: number;
-  readonly chatTemplate?: string;
-}
+export type { MemberSpec } from "../members/spec.js";
 
 /** How an ensemble is built: the same fields as the config file. */
 export interface EnsembleSpec {
@@ -40,8 +20,10 @@ export interface EnsembleSpec {
   readonly sampling?: Partial<SamplingOptions>;
   readonly stop?: readonly string[];
   readonly contextSize?: number;
-  /** Threads per member context; default: the machine's cores shared among the members. */
+  /** Threads per member context; default: members/threads.ts (the members together stay below the cores). */
   readonly threads?: number;
+  /** Where local members run: `auto` (default) a GPU when node-llama-cpp finds one, else the CPU; `false` the CPU. */
+  readonly gpu?: GpuSetting;
   /** EVA/DeePEn: the member whose vocabulary the others are mapped into (default: the primary, else the first). */
   readonly main?: string;
   readonly eva?: EvaOptions;

@@ -98,8 +98,9 @@ export async function runEval(config: EnsembleConfig, options: EvalOptions): Pro
     weights,
     systems: systems.map((s) => s.name),
     // Everything else in the config that shapes the output (members, topK, method parameters…);
-    // threads change speed only, and the eval sets decoding, length and stop strings itself.
-    config: withoutKeys(config, ["threads", "maxTokens", "stop", "sampling", "method", "heal", "gate"]),
+    // threads and gpu change speed (gpu: auto differs per machine anyway), and the eval sets
+    // decoding, length and stop strings itself.
+    config: withoutKeys(config, ["threads", "gpu", "maxTokens", "stop", "sampling", "method", "heal", "gate"]),
   };
   const store = ResultsStore.open(options.out, identity, options.resume ?? false);
 

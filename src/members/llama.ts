@@ -1,8 +1,5 @@
-import os from "node:os";
 import { open } from "node:fs/promises";
 import {
-  getLlama,
-  LlamaLogLevel,
   type Llama,
   type LlamaContext,
   type LlamaContextSequence,
@@ -12,7 +9,8 @@ import {
 import type { Vocabulary } from "../tokens/vocabulary.js";
 import { extendWithLogits, fromFullProbabilities, fromLogits, isExtensible, type SparseDistribution } from "./distribution.js";
 import { MemberTokenizer, ggufTokenizerSource } from "./member-tokenizer.js";
-import { MemberError, type Member, type PositionRequest, type Prompt, type PromptTokens, type TokenRun } from "./member.js";
+import { MemberError, type Member, type MemberPlacement, type PositionRequest, type Prompt, type PromptTokens, type TokenRun } from "./member.js";
+import { deviceName, loadingRuntime, loadRuntime, type Runtime } from "./runtime.js";
 
 export interface LlamaMemberOptions {
   readonly name: string;
@@ -23,17 +21,15 @@ export interface LlamaMemberOptions {
   readonly threads?: number;
   /** Chat template overriding the GGUF's `tokenizer.chat_template`. */
   readonly chatTemplate?: string;
+  /** Layers on the GPU, already placed (members/gpu-fit.ts); default 0. The CPU runtime has none. */
+  readonly gpuLayers?: number;
+  /** The llama.cpp runtime; default: the process's (see members/runtime.ts), the CPU when none is loaded. */
+  readonly runtime?: Runtime;
 }
 
-let sharedLlama: Promise<Llama> | undefined;
-
-/**
- * The llama.cpp runtime, CPU build, with `maxThreads` set from the machine: node-llama-cpp's
- * default of max(4, cores) made decoding 130–200× slower on a 2-core machine.
- */
-export function loadLlama(): Promise<Llama> {
-  sharedLlama ??= getLlama({ gpu: false, maxThreads: os.availableParallelism(), logLevel: LlamaLogLevel.error });
-  return sharedLlama;
+/** The process's llama.cpp runtime (the CPU when none is loaded yet): for tokenizers and tests. */
+export async function loadLlama(): Promise<Llama> {
+  return (await (loadingRuntime() ?? loadRuntime(false))).llama;
 }
 
 /** A GGUF model running in-process through node-llama-cpp. */
@@ -43,6 +39,7 @@ export class LlamaMember implements Member {
   private constructor(
     readonly name: string,
     readonly contextSize: number,
+    readonly placement: MemberPlacement,
     private readonly model: LlamaModel,
     private readonly context: LlamaContext,
     private readonly sequence: LlamaContextSequence,
@@ -53,23 +50,33 @@ export class LlamaMember implements Member {
 
   static async load(options: LlamaMemberOptions): Promise<LlamaMember> {
     await assertGguf(options.name, options.modelPath);
-    const llama = await loadLlama();
+    const runtime = options.runtime ?? (await (loadingRuntime() ?? loadRuntime(false)));
+    const gpuLayers = runtime.device === "cpu" ? 0 : (options.gpuLayers ?? 0);
+    const onGpu = gpuLayers > 0 ? ` with ${gpuLayers} layers on ${deviceName(runtime.device)}` : "";
+    const lowerGpu = gpuLayers > 0 ? "; lower this member's gpuLayers or contextSize, or set gpu: false" : "";
     let model: LlamaModel;
     try {
-      model = await llama.loadModel({ modelPath: options.modelPath });
+      model = await runtime.llama.loadModel({ modelPath: options.modelPath, gpuLayers });
     } catch (error) {
-      throw new MemberError(options.name, `cannot load model ${options.modelPath}: ${(error as Error).message}`);
+      throw new MemberError(options.name, `cannot load model ${options.modelPath}${onGpu}: ${(error as Error).message}${lowerGpu}`);
     }
     try {
       const trainContext = model.trainContextSize;
       const contextSize = options.contextSize ?? Math.min(trainContext, 4096);
-      const context = await model.createContext({ contextSize, threads: options.threads ?? 1, sequences: 1 });
+      const threads = options.threads ?? 1;
+      const context = await model.createContext({ contextSize, threads, sequences: 1 });
       const tokenizer = new MemberTokenizer(options.name, ggufTokenizerSource(model), options.chatTemplate);
-      return new LlamaMember(options.name, context.contextSize, model, context, context.getSequence(), tokenizer);
+      const placement: MemberPlacement = {
+        device: model.gpuLayers > 0 ? runtime.device : "cpu",
+        gpuLayers: model.gpuLayers,
+        totalLayers: model.fileInsights.totalLayers,
+        threads,
+      };
+      return new LlamaMember(options.name, context.contextSize, placement, model, context, context.getSequence(), tokenizer);
     } catch (error) {
       await model.dispose();
       if (error instanceof MemberError) throw error;
-      throw new MemberError(options.name, `cannot create a context for ${options.modelPath}: ${(error as Error).message}`);
+      throw new MemberError(options.name, `cannot create a context for ${options.modelPath}${onGpu}: ${(error as Error).message}${lowerGpu}`);
     }
   }
 

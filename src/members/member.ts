@@ -1,6 +1,7 @@
 import type { Vocabulary } from "../tokens/vocabulary.js";
 import type { DistributionRequest, SparseDistribution } from "./distribution.js";
 import type { ChatMessage } from "./chat-template.js";
+import type { Device } from "./runtime.js";
 
 /** A prompt: raw text, or a conversation rendered with each member's own chat template. */
 export type Prompt = { readonly text: string } | { readonly messages: readonly ChatMessage[] };
@@ -38,6 +39,16 @@ export interface Member {
    */
   distributions(tokens: readonly number[], requests: readonly PositionRequest[]): Promise<SparseDistribution[]>;
   dispose(): Promise<void>;
+  /** Where the model runs (absent: somewhere else, e.g. on a server). */
+  readonly placement?: MemberPlacement;
+}
+
+/** A model in this process: the device its GPU layers run on ("cpu" when none do), and its CPU threads. */
+export interface MemberPlacement {
+  readonly device: Device;
+  readonly gpuLayers: number;
+  readonly totalLayers: number;
+  readonly threads: number;
 }
 
 export interface PositionRequest extends DistributionRequest {

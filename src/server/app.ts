@@ -92,7 +92,7 @@ export function createServer(options: ServerOptions): ChorusServer {
   app.get("/", async (_request, reply) => reply.type("text/html; charset=utf-8").send(TRACE_PAGE));
 
   app.get("/health", async (_request, reply) => {
-    const queues = Object.fromEntries([...models].map(([id, m]) => [id, m.queue.stats]));
+    const queues = Object.fromEntries([...models].map(([id, m]) => [id, { ...m.queue.stats, backend: m.ensemble.backend }]));
     return reply.status(draining ? 503 : 200).send({ status: draining ? "draining" : "ok", models: queues });
   });
 
