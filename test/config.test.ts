@@ -67,6 +67,15 @@ function issueAt(error: ConfigError, at: string): ConfigIssue {
   return found[0];
 }
 
+/** The 24-byte header of a GGUF v3 file with `tensors` tensors (0: a vocabulary-only file). */
+function fakeGgufHeader(tensors: number): Buffer {
+  const header = Buffer.alloc(24);
+  header.write('GGUF', 0, 'latin1');
+  header.writeUInt32LE(3, 4);
+  header.writeBigUInt64LE(BigInt(tensors), 8);
+  return header;
+}
+
 const parse = (raw: unknown, env: NodeJS.ProcessEnv = {}) => parseEnsembleConfig(raw, { baseDir: dir, source: 'test.yaml', env });
 
 test('a valid config gets its defaults', () => {
@@ -163,8 +172,8 @@ test('method: eva and deepen with their parameters and main member; anything els
   assert.match(issueAt(configError(() => parse(base({ method: 'eva', main: 'zz' }))), 'main').message, /no member is named "zz"/);
   assert.match(issueAt(configError(() => parse(base({ method: 'gak' }))), 'method').message, /unknown method "gak" — use one of: gac, unite, eva, deepen/);
   assert.match(issueAt(configError(() => parse(base({ method: 3 }))), 'method').message, /method must be a string, got 3/);
-  const noMethod = { members: [{ name: 'a', model: S260K }] };
-  assert.match(issueAt(configError(() => parse(noMethod)), 'method').message, /method is required — use one of: gac, unite/);
+  // Without `method` the config means GaC, as the library and the CLI do.
+  assert.equal(parse({ members: [{ name: 'a', model: S260K }] }).method, 'gac');
 });
 
 test('out-of-range and wrongly typed values name their path and the fix', () => {
@@ -337,7 +346,7 @@ test('CHORUS_MODELS resolves bare file names and paths not found next to the con
   // A file next to the config wins over CHORUS_MODELS.
   const local = path.join(dir, 'prefer', 'stories260K-f32.gguf');
   mkdirSync(path.dirname(local), { recursive: true });
-  writeFileSync(local, Buffer.concat([Buffer.from('GGUF'), Buffer.alloc(16)]));
+  writeFileSync(local, fakeGgufHeader(1));
   const config = parseEnsembleConfig(members({ name: 'a', model: 'stories260K-f32.gguf' }), {
     baseDir: path.dirname(local),
     env,
@@ -386,7 +395,7 @@ test('YAML syntax errors are reported with line:column', async () => {
   assert.equal(issue.path, '4:1');
   assert.deepEqual([issue.line, issue.column], [4, 1]);
   assert.match(issue.message, /^YAML syntax error: .+ — fix the YAML at line 4, column 1$/);
-  assert.ok(error.message.startsWith(`${file}: 4:1: YAML syntax error`), error.message);
+  assert.ok(error.message.startsWith(`${file}:4:1: YAML syntax error`), error.message);
 
   const duplicate = write('duplicate.yaml', 'method: gac\nmethod: unite\n');
   const dupError = await configErrorAsync(loadEnsembleConfig(duplicate, { env: {} }));
@@ -408,7 +417,7 @@ test('schema issues from a YAML file carry their line', async () => {
   const error = await configErrorAsync(loadEnsembleConfig(file, { env: {} }));
   const issue = issueAt(error, 'members[0].weight');
   assert.deepEqual([issue.line, issue.column], [5, 13]);
-  assert.equal(error.message, `${file}: members[0].weight: ${issue.message}`);
+  assert.equal(error.message, `${file}:5:13: members[0].weight: ${issue.message}`);
 });
 
 test('a missing, empty or non-mapping config file is a ConfigError', async () => {
@@ -438,4 +447,30 @@ test('the exported schema also enforces the cross-field rules', () => {
   const messages = result.error!.issues.map((issue) => issue.message);
   assert.ok(messages.some((m) => m.startsWith('duplicate member name "a"')));
   assert.ok(messages.some((m) => m.startsWith('gating needs a primary member')));
+});
+
+test('a GGUF model given as the config is recognised from its magic bytes, in one line', async () => {
+  const error = await configErrorAsync(loadEnsembleConfig(S260K));
+  assert.equal(error.issues.length, 1);
+  assert.doesNotMatch(error.message, /\n/);
+  assert.match(error.message, /this is a GGUF model, not a config file — pass models with -m/);
+});
+
+test('any other binary file given as the config gets one clear message', async () => {
+  const zeros = write('weights.bin', '');
+  writeFileSync(zeros, Buffer.from([0x50, 0x4b, 0x03, 0x04, 0, 0, 0xff, 0xfe]));
+  const error = await configErrorAsync(loadEnsembleConfig(zeros));
+  assert.equal(error.issues.length, 1);
+  assert.match(error.message, /this is not a text file \(a zero byte at byte 4\) — a config is a YAML or JSON text file/);
+  const latin1 = write('latin1.yaml', '');
+  writeFileSync(latin1, Buffer.from('method: gac # caf\xe9\n', 'latin1'));
+  assert.match((await configErrorAsync(loadEnsembleConfig(latin1))).message, /bytes that are not UTF-8 text/);
+});
+
+test('a vocabulary-only GGUF as a model is refused before llama.cpp sees it; as a tokenizer it is fine', () => {
+  const vocab = path.join(SHARED, 'vocab/ggml-vocab-llama-spm.gguf');
+  const error = configError(() => parse(members({ name: 'v', model: vocab })));
+  assert.match(issueAt(error, 'members[0].model').message, /is a vocabulary-only GGUF \(it holds a tokenizer but no weights\) — use the full model's GGUF/);
+  const remote = parse(members({ name: 'r', url: 'http://127.0.0.1:9/v1', tokenizer: vocab }));
+  assert.equal(remote.members[0].tokenizer, vocab);
 });
