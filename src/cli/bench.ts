@@ -2,10 +2,9 @@ import type { Command } from "commander";
 import { InvalidArgumentError } from "commander";
 import os from "node:os";
 import { benchEnsemble, benchTable, peakRssMiB } from "../bench/measure.js";
-import { loadEnsembleConfig } from "../config/load.js";
+import { addEnsembleOptions, ensembleFromOptions } from "./ensemble-options.js";
 
 interface BenchFlags {
-  config: string;
   steps: number;
   prompt: string;
   gate?: number;
@@ -13,10 +12,10 @@ interface BenchFlags {
 }
 
 export function registerBench(program: Command): void {
-  program
+  const command = program
     .command("bench")
-    .description("speed and memory: each member alone, then each method with and without gating, on the same prompt")
-    .requiredOption("-c, --config <file>", "ensemble config file (YAML or JSON)")
+    .description("speed and memory: each member alone, then each method with and without gating, on the same prompt");
+  addEnsembleOptions(command)
     .option("--steps <n>", "greedy steps per row", (value: string) => {
       const n = Number(value);
       if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`--steps must be an integer ≥ 1, got '${value}'`);
@@ -29,11 +28,11 @@ export function registerBench(program: Command): void {
       return n;
     })
     .option("--json", "print JSON instead of the table")
-    .action(async (flags: BenchFlags) => {
-      const config = await loadEnsembleConfig(flags.config);
+    .action(async (flags: BenchFlags, self: Command) => {
+      const { config, label } = await ensembleFromOptions(self);
       const log = (message: string) => process.stderr.write(message + "\n");
       log(`chorus bench: ${flags.steps} steps per row, ${os.availableParallelism()} cores, node ${process.version}`);
-      const rows = await benchEnsemble(config, { setup: flags.config, steps: flags.steps, prompt: flags.prompt, threshold: flags.gate, log });
+      const rows = await benchEnsemble(config, { setup: label, steps: flags.steps, prompt: flags.prompt, threshold: flags.gate, log });
       if (flags.json) process.stdout.write(JSON.stringify({ steps: flags.steps, peakRssMiB: peakRssMiB(), rows }, null, 2) + "\n");
       else process.stdout.write(`${benchTable(rows)}\n\npeak RSS ${peakRssMiB().toFixed(0)} MiB\n`);
     });

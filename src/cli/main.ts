@@ -31,7 +31,8 @@ try {
   if (error instanceof CommanderError) {
     process.exitCode = error.exitCode;
   } else {
-    process.stderr.write(`chorus: ${(error as Error).message}\n`);
+    // Every line of a many-problem message gets the prefix, so each reads on its own.
+    process.stderr.write((error as Error).message.split("\n").map((line) => `chorus: ${line}\n`).join(""));
     process.exitCode = 1;
   }
 }

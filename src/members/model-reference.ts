@@ -299,9 +299,9 @@ export function memberNameFor(text: string): string {
   return name === "" ? "model" : name;
 }
 
-/** Names for several models, made unique with `-2`, `-3`… in order. */
-export function uniqueMemberNames(texts: readonly string[]): string[] {
-  const used = new Set<string>();
+/** Names for several models, made unique with `-2`, `-3`… in order, avoiding names already `taken`. */
+export function uniqueMemberNames(texts: readonly string[], taken: Iterable<string> = []): string[] {
+  const used = new Set<string>(taken);
   return texts.map((text) => {
     const base = memberNameFor(text);
     let name = base;
