@@ -99,7 +99,8 @@ export async function runEval(config: EnsembleConfig, options: EvalOptions): Pro
     systems: systems.map((s) => s.name),
     // Everything else in the config that shapes the output (members, topK, method parameters…);
     // threads change speed only, and the eval sets decoding, length and stop strings itself.
-    config: withoutKeys(config, ["threads", "maxTokens", "stop", "sampling", "method", "heal", "gate"]),
+    // Weights are recorded above (a -m ensemble's or --weights' are in the members too).
+    config: { ...withoutKeys(config, ["threads", "maxTokens", "stop", "sampling", "method", "heal", "gate"]), members: config.members.map(({ weight: _weight, ...member }) => member) },
   };
   const store = ResultsStore.open(options.out, identity, options.resume ?? false);
 
@@ -129,7 +130,8 @@ export async function runEval(config: EnsembleConfig, options: EvalOptions): Pro
       await ensemble.dispose();
     }
   }
-  const summary = summarize(task.name, items.map((i) => i.id), systems, (id, system) => store.get(id, system));
+  const settings = { method, weights: Object.fromEntries(names.map((name, i) => [name, weights[i]!])), gate: gate?.threshold ?? null, heal };
+  const summary = summarize(task.name, items.map((i) => i.id), systems, (id, system) => store.get(id, system), settings);
   return { summary, files: writeReports(options.out, summary) };
 }
 
