@@ -116,7 +116,8 @@ export async function ensembleFromOptions(command: Command): Promise<CommandEnse
   return { config: overlay(config, flags, command, models.length > 0), label };
 }
 
-async function fromModels(models: readonly string[]): Promise<EnsembleConfig> {
+/** Members for `-m` values: `NAME=MODEL` named, the others after their files, uniquely; the first is the primary. */
+export function membersFromModelFlags(models: readonly string[]): { name: string; model: string; primary?: true }[] {
   const named = models.map((text) => {
     const equals = text.indexOf("=");
     const name = equals > 0 ? text.slice(0, equals) : "";
@@ -124,12 +125,16 @@ async function fromModels(models: readonly string[]): Promise<EnsembleConfig> {
   });
   const unnamed = named.filter((m) => m.name === undefined);
   const derived = uniqueMemberNames(unnamed.map((m) => m.model), named.flatMap((m) => (m.name === undefined ? [] : [m.name])));
-  const members = named.map((m, i) => ({
+  return named.map((m, i) => ({
     name: m.name ?? derived[unnamed.indexOf(m)]!,
     model: m.model,
     // The first member is the primary: gating's decider, and whose tokens max_tokens and usage count.
-    ...(i === 0 ? { primary: true } : {}),
+    ...(i === 0 ? { primary: true as const } : {}),
   }));
+}
+
+async function fromModels(models: readonly string[]): Promise<EnsembleConfig> {
+  const members = membersFromModelFlags(models);
   try {
     return await resolveEnsembleConfig({ members }, { baseDir: process.cwd(), source: "-m" });
   } catch (error) {

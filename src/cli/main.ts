@@ -5,6 +5,7 @@ import { registerServe } from "./serve.js";
 import { registerEval } from "./eval.js";
 import { registerBench } from "./bench.js";
 import { registerAlign } from "./align.js";
+import { registerInit } from "./init.js";
 
 const program = new Command()
   .name("chorus")
@@ -24,6 +25,7 @@ registerServe(program);
 registerEval(program);
 registerBench(program);
 registerAlign(program);
+registerInit(program);
 
 try {
   await program.parseAsync(process.argv);
