@@ -82,7 +82,6 @@ test('a valid config gets its defaults', () => {
   const config = parse(base());
   assert.deepEqual(config, {
     method: 'gac',
-    topK: 10,
     heal: true,
     maxTokens: 128,
     members: [
@@ -95,7 +94,7 @@ test('a valid config gets its defaults', () => {
 test('all settings are kept when given', () => {
   const config = parse({
     method: 'unite',
-    topK: 5,
+    unite: { k: 5 },
     heal: false,
     gate: { threshold: 1 },
     maxTokens: 7,
@@ -109,7 +108,7 @@ test('all settings are kept when given', () => {
     ],
   });
   assert.equal(config.method, 'unite');
-  assert.equal(config.topK, 5);
+  assert.deepEqual(config.unite, { k: 5 });
   assert.equal(config.heal, false);
   assert.deepEqual(config.gate, { threshold: 1 });
   assert.equal(config.maxTokens, 7);
@@ -130,7 +129,7 @@ test('sampling defaults', () => {
 test('the example configs load, with model paths resolved from the examples/ folder', async () => {
   const plain = await loadEnsembleConfig(path.join(REPO, 'examples/tinystories.yaml'), { env: {} });
   assert.equal(plain.method, 'gac');
-  assert.equal(plain.topK, 10);
+  assert.deepEqual(plain.unite, { k: 10 });
   assert.equal(plain.gate, undefined);
   assert.deepEqual(
     plain.members.map((m) => [m.name, m.model, m.primary]),
@@ -178,9 +177,10 @@ test('method: eva and deepen with their parameters and main member; anything els
 
 test('out-of-range and wrongly typed values name their path and the fix', () => {
   const cases: [Record<string, unknown>, string, RegExp][] = [
-    [{ topK: 0 }, 'topK', /topK must be >= 1, got 0 — use an integer from 1 to 1000/],
-    [{ topK: 1001 }, 'topK', /topK must be <= 1000, got 1001/],
-    [{ topK: 2.5 }, 'topK', /expected an integer, got 2.5/],
+    [{ unite: { k: 0 } }, 'unite.k', /k must be >= 1, got 0 — use an integer from 1 to 1000/],
+    [{ unite: { k: 1001 } }, 'unite.k', /k must be <= 1000, got 1001/],
+    [{ unite: { k: 2.5 } }, 'unite.k', /expected an integer, got 2.5/],
+    [{ topK: 10 }, 'topK', /"topK" was renamed: UniTE's k is now `unite: \{ k: … \}` \(sampling's top-k is `sampling.topK`\) — write `unite: \{ k: N \}`/],
     [{ heal: 'yes' }, 'heal', /expected true or false, got "yes" — use true or false/],
     [{ maxTokens: 0 }, 'maxTokens', /maxTokens must be >= 1, got 0/],
     [{ gate: { threshold: 0 } }, 'gate.threshold', /threshold must be > 0, got 0 — use a number greater than 0 and at most 1/],
@@ -279,12 +279,12 @@ test('unknown keys are errors, with a "did you mean" suggestion when close', () 
       ],
     }),
   );
-  assert.match(issueAt(error, 'topk').message, /unknown key "topk" — did you mean "topK"\?/);
+  assert.match(issueAt(error, 'topk').message, /unknown key "topk" at the top level — it belongs under `sampling`/);
   assert.match(issueAt(error, 'max_tokens').message, /did you mean "maxTokens"\?/);
   assert.match(issueAt(error, 'temperature').message, /it belongs under `sampling`/);
   assert.match(issueAt(error, 'gate.treshold').message, /did you mean "threshold"\?/);
   assert.match(issueAt(error, 'sampling.temprature').message, /did you mean "temperature"\?/);
-  assert.match(issueAt(error, 'bogus').message, /unknown key "bogus" — remove it; known keys here: method, topK, heal/);
+  assert.match(issueAt(error, 'bogus').message, /unknown key "bogus" — remove it; known keys here: method, unite, heal/);
   assert.match(issueAt(error, 'members[0].wieght').message, /did you mean "weight"\?/);
   assert.match(issueAt(error, 'members[1].Primary').message, /did you mean "primary"\?/);
   assert.match(issueAt(error, 'members[1].threads').message, /it belongs at the top level/);
@@ -294,7 +294,7 @@ test('every mistake is reported at once, one per line', () => {
   const error = configError(() =>
     parse({
       method: 'evaa',
-      topK: 0,
+      unite: { k: 0 },
       sampling: { topK: 1.5 }, // an aborting check must not hide the cross-field rules
       gate: { threshold: 2 },
       members: [
@@ -313,7 +313,7 @@ test('every mistake is reported at once, one per line', () => {
     'members[1].name',
     'method',
     'sampling.topK',
-    'topK',
+    'unite.k',
   ]);
   const lines = error.message.split('\n');
   assert.equal(lines.length, error.issues.length);

@@ -74,7 +74,7 @@ export function addEnsembleOptions(command: Command, set: EnsembleOptionSet = {}
     .option("--cache-dir <dir>", "where EVA/DeePEn alignments are cached (default $CHORUS_CACHE or ~/.cache/chorus/align)");
   if (set.generation) {
     command
-      .option("--max-tokens <n>", "steps to generate at most (default 128)", integer("--max-tokens", 1))
+      .option("--max-tokens <n>", "length limit in tokens of the primary member (default 128)", integer("--max-tokens", 1))
       .option("--temperature <t>", "0 = greedy (default)", parseNumber("--temperature", (n) => n >= 0, "≥ 0"))
       .option("--top-p <p>", "nucleus sampling mass (default 1 = off)", parseNumber("--top-p", (n) => n > 0 && n <= 1, "in (0, 1]"))
       .option("--top-k <k>", "sample among the k most likely texts (default 0 = all)", integer("--top-k", 0))
@@ -176,7 +176,7 @@ function overlay(base: EnsembleConfig, flags: EnsembleFlags, command: Command, f
     ...base,
     members,
     ...(flags.method !== undefined ? { method: flags.method as EnsembleMethod } : {}),
-    ...(flags.uniteK !== undefined ? { topK: flags.uniteK } : {}),
+    ...(flags.uniteK !== undefined ? { unite: { k: flags.uniteK } } : {}),
     ...(given("heal") ? { heal: flags.heal! } : {}),
     ...(flags.gate !== undefined ? { gate: flags.gate === null ? undefined : { threshold: flags.gate } } : {}),
     ...(flags.main !== undefined ? { main: memberNamed("--main", flags.main) } : {}),

@@ -16,7 +16,7 @@ interface EvalFlags {
   out?: string;
   resume?: boolean;
   membersToo?: boolean;
-  maxTokens?: number;
+  maxSteps?: number;
 }
 
 const integer = (name: string, min: number) => (value: string) => {
@@ -38,7 +38,7 @@ export function registerEval(program: Command): void {
     .option("--out <dir>", "folder for results.jsonl, summary.json, summary.md, chart.svg (default: eval-results/<task>)")
     .option("--resume", "continue the results in --out, skipping finished items")
     .option("--members-too", "also run every member alone on the same items")
-    .option("--max-tokens <n>", "steps to generate per item (default: the task's)", integer("--max-tokens", 1))
+    .option("--max-steps <n>", "steps (chosen pieces of text) to generate per item (default: the task's)", integer("--max-steps", 1))
     .action(async (flags: EvalFlags, self: Command) => {
       const task = findTask(flags.task);
       await runEvalCommand(flags, task, await ensembleFromOptions(self));
@@ -56,7 +56,7 @@ async function runEvalCommand(flags: EvalFlags, task: TaskDefinition, { config }
     seed: flags.seed,
     resume: flags.resume,
     membersToo: flags.membersToo,
-    maxTokens: flags.maxTokens,
+    maxSteps: flags.maxSteps,
     progress: progressBar(out),
   });
   process.stdout.write(textTable(summary) + "\n");

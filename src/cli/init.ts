@@ -59,7 +59,7 @@ export function starterConfig(configDir: string, models: readonly string[]): str
     "",
     "method: gac                # gac | unite | eva | deepen",
     "heal: true                 # token healing where one member's token ends inside another's",
-    "maxTokens: 128             # default length: tokens of the primary member (else the first)",
+    "maxTokens: 128             # length limit, in tokens of the primary member (else the first)",
     "unite:",
     "  k: 10                    # UniTE's k: each member's top-k texts form the union",
     "# gate: { threshold: 0.9 } # key-token gating: the primary decides alone above this probability",

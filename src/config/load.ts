@@ -362,7 +362,8 @@ const FIXES: Record<string, string> = {
   'bytes.aggregate': 'use mix or product',
   'bytes.rule': 'use settled or ending',
   'bytes.floor': 'use a number between 0 and 1, e.g. 0.0001',
-  topK: 'use an integer from 1 to 1000 (default 10)',
+  unite: 'write e.g. `unite: { k: 10 }`',
+  'unite.k': 'use an integer from 1 to 1000 (default 10)',
   heal: 'use true or false (default true)',
   gate: 'write e.g. `gate: { threshold: 0.9 }`, or remove `gate` to disable gating',
   'gate.threshold': 'use a number greater than 0 and at most 1, e.g. 0.9',
@@ -392,9 +393,15 @@ const KNOWN_KEYS: Record<string, readonly string[]> = {
   'members[]': Object.keys(memberConfigSchema.shape),
   gate: Object.keys(gateConfigSchema.shape),
   sampling: Object.keys(samplingConfigSchema.shape),
+  unite: ['k'],
 };
 
-const WHERE: Record<string, string> = { '': 'at the top level', 'members[]': 'in a member', gate: 'under `gate`', sampling: 'under `sampling`' };
+/** Keys that were renamed: the old spelling is refused with the new one, never ignored. */
+const RENAMED: Record<string, Record<string, string>> = {
+  '': { topK: 'UniTE\'s k is now `unite: { k: … }` (sampling\'s top-k is `sampling.topK`) — write `unite: { k: N }`' },
+};
+
+const WHERE: Record<string, string> = { '': 'at the top level', 'members[]': 'in a member', gate: 'under `gate`', sampling: 'under `sampling`', unite: 'under `unite`' };
 
 const EXPECTED: Record<string, string> = {
   int: 'an integer',
@@ -496,6 +503,8 @@ export function suggestKey(key: string, known: readonly string[]): string | unde
 }
 
 function unknownKeyMessage(unknownKey: string, objectPath: string): string {
+  const renamed = RENAMED[objectPath]?.[unknownKey];
+  if (renamed) return `"${unknownKey}" was renamed: ${renamed}`;
   const known = KNOWN_KEYS[objectPath] ?? [];
   const suggestion = suggestKey(unknownKey, known);
   if (suggestion) return `unknown key "${unknownKey}" — did you mean "${suggestion}"?`;

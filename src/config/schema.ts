@@ -20,7 +20,7 @@ export type EnsembleMethod = (typeof IMPLEMENTED_METHODS)[number];
 export const MEMBER_NAME_PATTERN = /^[A-Za-z0-9_.-]+$/;
 
 export const DEFAULT_METHOD: EnsembleMethod = 'gac';
-export const DEFAULT_TOP_K = 10;
+export const DEFAULT_UNITE_K = 10;
 export const DEFAULT_MAX_TOKENS = 128;
 export const MIN_CONTEXT_SIZE = 16;
 
@@ -95,8 +95,8 @@ export const samplingConfigSchema = z.strictObject({
 
 const ensembleObjectSchema = z.strictObject({
   method: methodSchema.default(DEFAULT_METHOD),
-  /** Candidates fetched per member per step (UniTE's k). */
-  topK: z.number().int().min(1).max(1000).default(DEFAULT_TOP_K),
+  /** UniTE: each member's top-k texts form the union. (Sampling's top-k is `sampling.topK`.) */
+  unite: z.strictObject({ k: z.number().int().min(1).max(1000).default(DEFAULT_UNITE_K) }).optional(),
   /** Token healing at foreign token boundaries (see DESIGN.md). */
   heal: z.boolean().default(true),
   /** Key-token gating (GaC); needs exactly one `primary: true` member. */

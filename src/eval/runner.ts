@@ -24,7 +24,8 @@ export interface EvalOptions {
   readonly seed?: number;
   readonly resume?: boolean;
   readonly membersToo?: boolean;
-  readonly maxTokens?: number;
+  /** Steps per item (default: the task's). */
+  readonly maxSteps?: number;
   readonly method?: MethodName;
   /** A threshold, `null` for no gating, or undefined for the config's. */
   readonly gate?: number | null;
@@ -76,10 +77,10 @@ export async function runEval(config: EnsembleConfig, options: EvalOptions): Pro
   const gate = options.gate === undefined ? config.gate : options.gate === null ? undefined : { threshold: options.gate };
   const method = options.method ?? config.method;
   const weights = options.weights ?? config.members.map((m) => m.weight);
-  const maxTokens = options.maxTokens ?? task.maxTokens;
+  const maxSteps = options.maxSteps ?? task.maxSteps;
   const heal = options.heal ?? config.heal;
   // Greedy decoding whatever the config says: results must be reproducible for --resume and comparisons.
-  const common: GenerateOptions = { maxTokens, heal, stop: task.stop, sampling: { temperature: 0 } };
+  const common: GenerateOptions = { maxSteps, maxTokens: Infinity, heal, stop: task.stop, sampling: { temperature: 0 } };
   const systems: System[] = [
     { name: ENSEMBLE_SYSTEM, isEnsemble: true, options: { ...common, method, weights, gate: gate ?? null } },
     ...(options.membersToo ? names.map((name) => ({ name, isEnsemble: false, options: { ...common, only: name, gate: null } })) : []),
@@ -91,7 +92,7 @@ export async function runEval(config: EnsembleConfig, options: EvalOptions): Pro
     dataFingerprint: dataFingerprint(options.dataPath),
     shots,
     seed,
-    maxTokens,
+    maxSteps,
     method,
     heal,
     gate: gate ?? null,
