@@ -29,10 +29,15 @@ export function registerInit(program: Command): void {
     });
 }
 
-/** A model as the config file should spell it: paths relative to the file's folder, references as given. */
+/**
+ * A model as the config file should spell it: a file at or below the config's folder relative to
+ * it (the folder can move), any other file absolute, a reference as given.
+ */
 function modelInConfig(model: string, configDir: string): string {
   const absolute = path.resolve(model);
-  return existsSync(absolute) ? path.relative(configDir, absolute) || "." : model;
+  if (!existsSync(absolute)) return model;
+  const relative = path.relative(configDir, absolute);
+  return relative.startsWith("..") || path.isAbsolute(relative) ? absolute : relative;
 }
 
 const yamlString = (text: string) => (/^[\w./~+-][\w./~:+@-]*$/.test(text) && !/^(true|false|null|yes|no|on|off|~)$/i.test(text) ? text : JSON.stringify(text));
@@ -48,7 +53,7 @@ export function starterConfig(configDir: string, models: readonly string[]): str
   const memberLines = members.flatMap((m, i) => [
     `  - name: ${m.name}`,
     `    model: ${yamlString(m.model)}${i === 0 ? "   # a .gguf path (relative to this file), an Ollama name (llama3.2:1b), or hf:user/repo[:quant]" : ""}`,
-    ...(m.primary ? [`    primary: true${" ".repeat(Math.max(1, yamlString(m.model).length - 4))}# decides alone under gating; max_tokens counts its tokens`] : []),
+    ...(m.primary ? ["    primary: true          # decides alone under gating; maxTokens counts its tokens"] : []),
     `    weight: 1`,
     ...(i === 0 ? ["    # contextSize: 2048      # this member's context (default: the top-level contextSize)", "    # chatTemplate: ...      # a Jinja chat template instead of the GGUF's own"] : []),
   ]);
