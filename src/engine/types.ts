@@ -30,13 +30,13 @@ export interface MemberSpec {
   readonly chatTemplate?: string;
 }
 
-/** How an ensemble is built: the same fields as the config file. */
 /** UniTE's settings. */
 export interface UniteOptions {
   /** Each member's top-k texts form the union (default 10). */
   readonly k?: number;
 }
 
+/** How an ensemble is built: the same fields as the config file. */
 export interface EnsembleSpec {
   readonly method?: MethodName;
   readonly unite?: UniteOptions;
