@@ -98,12 +98,13 @@ describe("byte-level voting on the shared TinyStories pair", () => {
         assert.deepEqual(await pieces(pair, prompt, { weights: [1, 0], bytes: { aggregate } }), alone);
       }
     }
-    const twice = await Ensemble.create({ members: [PAIR[0], { ...PAIR[0], name: "again", primary: false }], method: "bytes", maxTokens: 40 });
+    // 40 steps, as the reference runs: maxTokens would count s260k's tokens, not pieces.
+    const twice = await Ensemble.create({ members: [PAIR[0], { ...PAIR[0], name: "again", primary: false }], method: "bytes", maxTokens: Infinity });
     try {
       for (const prompt of PROMPTS) {
         for (const aggregate of AGGREGATES) {
           const own = await fullSteps([s260k], prompt, 40, (candidates) => bytesVote(candidates, [1], { aggregate }).text);
-          assert.deepEqual(await pieces(twice, prompt, { bytes: { aggregate } }), own.filter((p) => p !== END_TEXT), `${aggregate}: ${prompt}`);
+          assert.deepEqual(await pieces(twice, prompt, { bytes: { aggregate }, maxSteps: 40 }), own.filter((p) => p !== END_TEXT), `${aggregate}: ${prompt}`);
         }
       }
     } finally {

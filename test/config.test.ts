@@ -67,13 +67,21 @@ function issueAt(error: ConfigError, at: string): ConfigIssue {
   return found[0];
 }
 
+/** The 24-byte header of a GGUF v3 file with `tensors` tensors (0: a vocabulary-only file). */
+function fakeGgufHeader(tensors: number): Buffer {
+  const header = Buffer.alloc(24);
+  header.write('GGUF', 0, 'latin1');
+  header.writeUInt32LE(3, 4);
+  header.writeBigUInt64LE(BigInt(tensors), 8);
+  return header;
+}
+
 const parse = (raw: unknown, env: NodeJS.ProcessEnv = {}) => parseEnsembleConfig(raw, { baseDir: dir, source: 'test.yaml', env });
 
 test('a valid config gets its defaults', () => {
   const config = parse(base());
   assert.deepEqual(config, {
     method: 'gac',
-    topK: 10,
     heal: true,
     maxTokens: 128,
     members: [
@@ -86,7 +94,7 @@ test('a valid config gets its defaults', () => {
 test('all settings are kept when given', () => {
   const config = parse({
     method: 'unite',
-    topK: 5,
+    unite: { k: 5 },
     heal: false,
     gate: { threshold: 1 },
     maxTokens: 7,
@@ -100,7 +108,7 @@ test('all settings are kept when given', () => {
     ],
   });
   assert.equal(config.method, 'unite');
-  assert.equal(config.topK, 5);
+  assert.deepEqual(config.unite, { k: 5 });
   assert.equal(config.heal, false);
   assert.deepEqual(config.gate, { threshold: 1 });
   assert.equal(config.maxTokens, 7);
@@ -121,7 +129,7 @@ test('sampling defaults', () => {
 test('the example configs load, with model paths resolved from the examples/ folder', async () => {
   const plain = await loadEnsembleConfig(path.join(REPO, 'examples/tinystories.yaml'), { env: {} });
   assert.equal(plain.method, 'gac');
-  assert.equal(plain.topK, 10);
+  assert.deepEqual(plain.unite, { k: 10 });
   assert.equal(plain.gate, undefined);
   assert.deepEqual(
     plain.members.map((m) => [m.name, m.model, m.primary]),
@@ -163,15 +171,16 @@ test('method: eva and deepen with their parameters and main member; anything els
   assert.match(issueAt(configError(() => parse(base({ method: 'eva', main: 'zz' }))), 'main').message, /no member is named "zz"/);
   assert.match(issueAt(configError(() => parse(base({ method: 'gak' }))), 'method').message, /unknown method "gak" — use one of: gac, unite, eva, deepen/);
   assert.match(issueAt(configError(() => parse(base({ method: 3 }))), 'method').message, /method must be a string, got 3/);
-  const noMethod = { members: [{ name: 'a', model: S260K }] };
-  assert.match(issueAt(configError(() => parse(noMethod)), 'method').message, /method is required — use one of: gac, unite/);
+  // Without `method` the config means GaC, as the library and the CLI do.
+  assert.equal(parse({ members: [{ name: 'a', model: S260K }] }).method, 'gac');
 });
 
 test('out-of-range and wrongly typed values name their path and the fix', () => {
   const cases: [Record<string, unknown>, string, RegExp][] = [
-    [{ topK: 0 }, 'topK', /topK must be >= 1, got 0 — use an integer from 1 to 1000/],
-    [{ topK: 1001 }, 'topK', /topK must be <= 1000, got 1001/],
-    [{ topK: 2.5 }, 'topK', /expected an integer, got 2.5/],
+    [{ unite: { k: 0 } }, 'unite.k', /k must be >= 1, got 0 — use an integer from 1 to 1000/],
+    [{ unite: { k: 1001 } }, 'unite.k', /k must be <= 1000, got 1001/],
+    [{ unite: { k: 2.5 } }, 'unite.k', /expected an integer, got 2.5/],
+    [{ topK: 10 }, 'topK', /"topK" was renamed: UniTE's k is now `unite: \{ k: … \}` \(sampling's top-k is `sampling.topK`\) — write `unite: \{ k: N \}`/],
     [{ heal: 'yes' }, 'heal', /expected true or false, got "yes" — use true or false/],
     [{ maxTokens: 0 }, 'maxTokens', /maxTokens must be >= 1, got 0/],
     [{ gate: { threshold: 0 } }, 'gate.threshold', /threshold must be > 0, got 0 — use a number greater than 0 and at most 1/],
@@ -270,12 +279,12 @@ test('unknown keys are errors, with a "did you mean" suggestion when close', () 
       ],
     }),
   );
-  assert.match(issueAt(error, 'topk').message, /unknown key "topk" — did you mean "topK"\?/);
+  assert.match(issueAt(error, 'topk').message, /unknown key "topk" at the top level — it belongs under `sampling`/);
   assert.match(issueAt(error, 'max_tokens').message, /did you mean "maxTokens"\?/);
   assert.match(issueAt(error, 'temperature').message, /it belongs under `sampling`/);
   assert.match(issueAt(error, 'gate.treshold').message, /did you mean "threshold"\?/);
   assert.match(issueAt(error, 'sampling.temprature').message, /did you mean "temperature"\?/);
-  assert.match(issueAt(error, 'bogus').message, /unknown key "bogus" — remove it; known keys here: method, topK, heal/);
+  assert.match(issueAt(error, 'bogus').message, /unknown key "bogus" — remove it; known keys here: method, unite, heal/);
   assert.match(issueAt(error, 'members[0].wieght').message, /did you mean "weight"\?/);
   assert.match(issueAt(error, 'members[1].Primary').message, /did you mean "primary"\?/);
   assert.match(issueAt(error, 'members[1].threads').message, /it belongs at the top level/);
@@ -285,7 +294,7 @@ test('every mistake is reported at once, one per line', () => {
   const error = configError(() =>
     parse({
       method: 'evaa',
-      topK: 0,
+      unite: { k: 0 },
       sampling: { topK: 1.5 }, // an aborting check must not hide the cross-field rules
       gate: { threshold: 2 },
       members: [
@@ -304,7 +313,7 @@ test('every mistake is reported at once, one per line', () => {
     'members[1].name',
     'method',
     'sampling.topK',
-    'topK',
+    'unite.k',
   ]);
   const lines = error.message.split('\n');
   assert.equal(lines.length, error.issues.length);
@@ -337,7 +346,7 @@ test('CHORUS_MODELS resolves bare file names and paths not found next to the con
   // A file next to the config wins over CHORUS_MODELS.
   const local = path.join(dir, 'prefer', 'stories260K-f32.gguf');
   mkdirSync(path.dirname(local), { recursive: true });
-  writeFileSync(local, Buffer.concat([Buffer.from('GGUF'), Buffer.alloc(16)]));
+  writeFileSync(local, fakeGgufHeader(1));
   const config = parseEnsembleConfig(members({ name: 'a', model: 'stories260K-f32.gguf' }), {
     baseDir: path.dirname(local),
     env,
@@ -386,7 +395,7 @@ test('YAML syntax errors are reported with line:column', async () => {
   assert.equal(issue.path, '4:1');
   assert.deepEqual([issue.line, issue.column], [4, 1]);
   assert.match(issue.message, /^YAML syntax error: .+ — fix the YAML at line 4, column 1$/);
-  assert.ok(error.message.startsWith(`${file}: 4:1: YAML syntax error`), error.message);
+  assert.ok(error.message.startsWith(`${file}:4:1: YAML syntax error`), error.message);
 
   const duplicate = write('duplicate.yaml', 'method: gac\nmethod: unite\n');
   const dupError = await configErrorAsync(loadEnsembleConfig(duplicate, { env: {} }));
@@ -408,7 +417,7 @@ test('schema issues from a YAML file carry their line', async () => {
   const error = await configErrorAsync(loadEnsembleConfig(file, { env: {} }));
   const issue = issueAt(error, 'members[0].weight');
   assert.deepEqual([issue.line, issue.column], [5, 13]);
-  assert.equal(error.message, `${file}: members[0].weight: ${issue.message}`);
+  assert.equal(error.message, `${file}:5:13: members[0].weight: ${issue.message}`);
 });
 
 test('a missing, empty or non-mapping config file is a ConfigError', async () => {
@@ -462,4 +471,30 @@ test('gpu and gpuLayers: where members run, checked with the fix', () => {
   const remote = configError(() => parse(members({ name: 'r', url: 'http://gpu-box:8000/v1', tokenizer: TS656K, gpuLayers: 10 })));
   assert.match(issueAt(remote, 'members[0].gpuLayers').message, /a member with `url` runs on its server, which places its own — remove gpuLayers here/);
   assert.match(issueAt(configError(() => parse(base({ members: [{ name: 'a', model: S260K, gpulayers: 3 }] }))), 'members[0].gpulayers').message, /did you mean "gpuLayers"/);
+});
+
+test('a GGUF model given as the config is recognised from its magic bytes, in one line', async () => {
+  const error = await configErrorAsync(loadEnsembleConfig(S260K));
+  assert.equal(error.issues.length, 1);
+  assert.doesNotMatch(error.message, /\n/);
+  assert.match(error.message, /this is a GGUF model, not a config file — pass models with -m/);
+});
+
+test('any other binary file given as the config gets one clear message', async () => {
+  const zeros = write('weights.bin', '');
+  writeFileSync(zeros, Buffer.from([0x50, 0x4b, 0x03, 0x04, 0, 0, 0xff, 0xfe]));
+  const error = await configErrorAsync(loadEnsembleConfig(zeros));
+  assert.equal(error.issues.length, 1);
+  assert.match(error.message, /this is not a text file \(a zero byte at byte 4\) — a config is a YAML or JSON text file/);
+  const latin1 = write('latin1.yaml', '');
+  writeFileSync(latin1, Buffer.from('method: gac # caf\xe9\n', 'latin1'));
+  assert.match((await configErrorAsync(loadEnsembleConfig(latin1))).message, /bytes that are not UTF-8 text/);
+});
+
+test('a vocabulary-only GGUF as a model is refused before llama.cpp sees it; as a tokenizer it is fine', () => {
+  const vocab = path.join(SHARED, 'vocab/ggml-vocab-llama-spm.gguf');
+  const error = configError(() => parse(members({ name: 'v', model: vocab })));
+  assert.match(issueAt(error, 'members[0].model').message, /is a vocabulary-only GGUF \(it holds a tokenizer but no weights\) — use the full model's GGUF/);
+  const remote = parse(members({ name: 'r', url: 'http://127.0.0.1:9/v1', tokenizer: vocab }));
+  assert.equal(remote.members[0].tokenizer, vocab);
 });

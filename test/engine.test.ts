@@ -48,6 +48,32 @@ describe("engine on the shared TinyStories pair", () => {
     await pair.dispose();
   });
 
+  test("maxTokens counts the primary member's tokens (else the first voting member's); maxSteps counts steps", async () => {
+    const primaryTokens = (member: number, text: string) => pair.members[member]!.tokenizeContinuation(Buffer.from(text, "utf8").toString("latin1")).ids.length;
+    for (const prompt of PROMPTS) {
+      const result = await pair.generate({ text: prompt }, { maxTokens: 10 });
+      assert.equal(result.finishReason, "length");
+      assert.equal(result.completionTokens, 10);
+      // The primary's own tokenization of the text may join pieces differently at the prompt's seam: within one.
+      assert.ok(Math.abs(primaryTokens(0, result.text) - 10) <= 1, `${prompt}: ${JSON.stringify(result.text)} is ${primaryTokens(0, result.text)} s260k tokens`);
+      const alone = await pair.generate({ text: prompt }, { maxTokens: 10, only: "ts656k" });
+      assert.equal(alone.completionTokens, 10, "a member alone counts its own tokens");
+      const steps = await pair.generate({ text: prompt }, { maxSteps: 3, maxTokens: Infinity });
+      assert.equal(steps.steps, 3);
+    }
+    // Without a primary member, the first member counts.
+    const noPrimary = Ensemble.fromMembers({ members: [{ name: "a", model: S260K }, { name: "b", model: TS656K }] }, pair.members);
+    const result = await noPrimary.generate({ text: PROMPTS[0]! }, { maxTokens: 7 });
+    assert.equal(result.completionTokens, 7);
+  });
+
+  test("UniTE's k is unite.k; the old topK spelling is refused with a pointer, not ignored", async () => {
+    await assert.rejects(Ensemble.create({ members: PAIR, topK: 5 } as never), /spec\.topK is now unite\.k .* write \{ unite: \{ k: 5 \} \}/);
+    await assert.rejects(pair.generate({ text: "Lily" }, { topK: 5 } as never), /options\.topK is now unite\.k/);
+    const narrow = await pair.generate({ text: PROMPTS[0]! }, { method: "unite", unite: { k: 1 }, maxTokens: 8 });
+    assert.ok(narrow.text.length > 0);
+  });
+
   test("weights [1, 0] and --only reproduce each member's own greedy output token for token", async () => {
     for (const [index, member] of PAIR.entries()) {
       for (const prompt of PROMPTS) {

@@ -12,7 +12,7 @@ import { extractChoice } from "../src/eval/tasks/multiple-choice.js";
 import { normalizeAnswer } from "../src/eval/tasks/nq-open.js";
 import { extractNextWord, splitDocuments } from "../src/eval/tasks/next-word.js";
 import { firstWord } from "../src/eval/tasks/data-files.js";
-import { pairedDifference, wilson } from "../src/eval/report.js";
+import { pairedDifference, settingsLine, smallSampleWarning, svgChart, textTable, wilson, type Summary } from "../src/eval/report.js";
 import { SHARED, TINYSTORIES_DEV } from "./helpers/models.js";
 
 const run = promisify(execFile);
@@ -159,6 +159,42 @@ describe("answer extraction and scoring", () => {
   });
 });
 
+describe("reports name their settings and warn when n is too small", () => {
+  const system = (name: string, accuracy: number, n: number) => ({
+    name, n, correct: Math.round(accuracy * n), accuracy, ci95: wilson(Math.round(accuracy * n), n), tokensPerSecond: 1, msPerItem: 1, ensembledShare: name === "ensemble" ? 0.8 : null, errors: 0,
+  });
+  const summaryOf = (n: number, ensembleRight: boolean[], memberRight: boolean[]): Summary => ({
+    task: "next-word",
+    n,
+    settings: { method: "unite", weights: { a: 1, b: 0.5 }, gate: 0.9, heal: false },
+    systems: [system("ensemble", ensembleRight.filter(Boolean).length / n, n), system("a", memberRight.filter(Boolean).length / n, n)],
+    comparison: { system: "ensemble", baseline: "a", ...pairedDifference(ensembleRight, memberRight) },
+  });
+
+  test("settings in the table, the Markdown and the chart title", () => {
+    const summary = summaryOf(4, [true, true, false, false], [true, true, false, false]);
+    assert.equal(settingsLine(summary), "UniTE, weights a 1 · b 0.5, gate 0.9, healing off, n=4");
+    assert.match(textTable(summary), /^next-word: 4 items — UniTE, weights a 1 · b 0\.5, gate 0\.9, healing off, n=4\n/);
+    assert.match(svgChart(summary), /<text [^>]*>next-word: UniTE, weights a 1 · b 0\.5, gate 0\.9, healing off, n=4<\/text>/);
+    assert.equal(smallSampleWarning(summary), undefined, "agreeing on every item is no difference to warn about");
+  });
+
+  test("a difference whose paired interval spans 0 gets the warning; a clear one does not", () => {
+    // 5 items: the ensemble 20 points below its best member, from a single item.
+    const small = summaryOf(5, [true, false, false, false, false], [true, true, false, false, false]);
+    assert.ok(small.comparison!.ci95[0] < 0 && small.comparison!.ci95[1] > 0);
+    assert.match(smallSampleWarning(small)!, /^n=5 is too small to tell these apart: the paired 95 % interval of ensemble − a \(−\d+\.\d to \+\d+\.\d points\) includes 0/);
+    assert.match(textTable(small), /\nwarning: n=5 is too small/);
+    assert.match(svgChart(small), /fill="#b00020">n=5 is too small/);
+    const one = summaryOf(1, [false], [true]);
+    assert.match(smallSampleWarning(one)!, /^n=1 is too small/);
+    // 200 items, the ensemble right on 40 more: the interval excludes 0.
+    const many = summaryOf(200, Array.from({ length: 200 }, (_, i) => i < 120), Array.from({ length: 200 }, (_, i) => i < 80));
+    assert.equal(smallSampleWarning(many), undefined);
+    assert.doesNotMatch(textTable(many), /warning/);
+  });
+});
+
 describe("chorus eval on the shared pair", () => {
   test("next-word with --members-too: results per item and system, summary, Markdown and chart", async () => {
     const out = tempDir();
@@ -190,9 +226,32 @@ describe("chorus eval on the shared pair", () => {
     assert.equal(summary.comparison.wins, ids.filter((id) => ok("ensemble", id) && !ok(best.name, id)).length);
     assert.equal(summary.comparison.losses, ids.filter((id) => !ok("ensemble", id) && ok(best.name, id)).length);
     assert.match(stdout, /ensemble − (s260k|ts656k) \(best member alone\): [+−]\d+\.\d points/);
-    assert.match(stdout, /^next-word: 6 items\nsystem +accuracy +95 % CI/);
-    assert.match(readFileSync(path.join(out, "summary.md"), "utf8"), /\| ensemble \| \d+\.\d % \| /);
-    assert.match(readFileSync(path.join(out, "chart.svg"), "utf8"), /^<svg [^>]*>[\s\S]*ts656k[\s\S]*<\/svg>\n$/);
+    const settings = "GaC, weights s260k 1 · ts656k 1, no gating, healing on, n=6";
+    assert.match(stdout, new RegExp(`^next-word: 6 items — ${settings}\nsystem +accuracy +95 % CI`));
+    assert.deepEqual(summary.settings, { method: "gac", weights: { s260k: 1, ts656k: 1 }, gate: null, heal: true });
+    const markdown = readFileSync(path.join(out, "summary.md"), "utf8");
+    assert.match(markdown, /\| ensemble \| \d+\.\d % \| /);
+    assert.ok(markdown.startsWith(`next-word: 6 items — ${settings}\n`), markdown);
+    const chart = readFileSync(path.join(out, "chart.svg"), "utf8");
+    assert.match(chart, /^<svg [^>]*>[\s\S]*ts656k[\s\S]*<\/svg>\n$/);
+    assert.ok(chart.includes(`next-word: ${settings}`), "the chart's title names the settings");
+    // Six items cannot tell an ensemble from its best member unless they agree on all of them.
+    if (summary.comparison.wins + summary.comparison.losses > 0) {
+      assert.match(stdout, /warning: n=6 is too small to tell these apart: the paired 95 % interval .* includes 0/);
+      assert.match(markdown, /\*\*Warning:\*\* n=6 is too small/);
+      assert.match(chart, /n=6 is too small to tell the ensemble from its best member/);
+    }
+  });
+
+  test("-m A -m B without a config; the settings name the members after their files", async () => {
+    const out = tempDir();
+    const models = path.join(SHARED, "models");
+    const { code, stdout, stderr } = await chorus(
+      "eval", "-m", path.join(models, "stories260K-f32.gguf"), "-m", path.join(models, "TinyStories-656K-f32.gguf"),
+      "--task", "next-word", "--data", TINYSTORIES_DEV, "--limit", "2", "--out", out, "--method", "unite", "--gate", "0.5",
+    );
+    assert.equal(code, 0, stderr);
+    assert.match(stdout, /^next-word: 2 items — UniTE, weights stories260K-f32 1 · TinyStories-656K-f32 1, gate 0\.5, healing on, n=2\n/);
   });
 
   test("killed mid-run (a real SIGKILL and a line cut mid-write), --resume gives the uninterrupted run's summary", async () => {

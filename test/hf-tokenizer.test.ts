@@ -192,7 +192,7 @@ describe("a remote member tokenizing with tokenizer.json", () => {
       const prompt = { text: "The quick brown fox jumps over" };
       assert.deepEqual(remote.promptTokens(prompt), local.promptTokens(prompt));
       const ensembleOf = (member: RemoteMember | LlamaMember) =>
-        Ensemble.fromMembers({ method: "gac", topK: 10, members: [{ name: member.name, model: modelPath }] }, [member]);
+        Ensemble.fromMembers({ method: "gac", unite: { k: 10 }, members: [{ name: member.name, model: modelPath }] }, [member]);
       const viaServer = await ensembleOf(remote).generate(prompt, { maxTokens: 12 });
       const inProcess = await ensembleOf(local).generate(prompt, { maxTokens: 12 });
       assert.equal(viaServer.text, inProcess.text);
@@ -206,7 +206,7 @@ describe("a remote member tokenizing with tokenizer.json", () => {
   test("a server that caps log-probabilities: healing is not proven, and asking again costs no new request", async () => {
     const remote = await RemoteMember.connect({ name: "r", url: double.url, tokenizerPath: path.join(HF, "qwen3"), maxLogprobs: 20, retries: 0 });
     try {
-      const ensemble = Ensemble.fromMembers({ method: "gac", topK: 10, members: [{ name: "r", url: double.url }] }, [remote]);
+      const ensemble = Ensemble.fromMembers({ method: "gac", unite: { k: 10 }, members: [{ name: "r", url: double.url }] }, [remote]);
       const before = double.completions;
       const steps = [];
       for await (const step of ensemble.stream({ text: "The quick brown fox jumps over" }, { maxTokens: 1 })) steps.push(step);

@@ -52,3 +52,35 @@ test("chorus serve: listens, answers, and on SIGTERM finishes the running stream
     child.kill("SIGKILL");
   }
 });
+
+test("chorus serve -m A -m B: no config; the model id joins the members' names", async () => {
+  const models = path.resolve(root, "../shared/models");
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", "src/cli/main.ts", "serve", "-m", path.join(models, "stories260K-f32.gguf"), "-m", path.join(models, "TinyStories-656K-f32.gguf"), "--port", "0", "--max-tokens", "5"],
+    { cwd: root },
+  );
+  let stderr = "";
+  child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no address within 60 s: ${stderr}`)), 60_000);
+      child.stderr.on("data", () => {
+        const match = /serving model 'stories260K-f32\+TinyStories-656K-f32' \(stories260K-f32 \+ TinyStories-656K-f32\) at (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr);
+        if (match) {
+          clearTimeout(timer);
+          resolve(match[1]!);
+        }
+      });
+    });
+    const answer = (await (
+      await fetch(`${url}/v1/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "stories260K-f32+TinyStories-656K-f32", prompt: "Once upon a time" }) })
+    ).json()) as { choices: { finish_reason: string }[]; usage: { completion_tokens: number } };
+    assert.equal(answer.choices[0]!.finish_reason, "length", "--max-tokens 5 is the server's default");
+    child.kill("SIGTERM");
+    assert.equal(await exited, 0);
+  } finally {
+    child.kill("SIGKILL");
+  }
+});

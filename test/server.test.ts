@@ -37,7 +37,8 @@ describe("OpenAI-compatible server, driven by the openai client", () => {
     assert.equal(response.object, "text_completion");
     assert.equal(response.choices[0]!.text, expected.text);
     assert.equal(response.choices[0]!.finish_reason, expected.finishReason);
-    assert.equal(response.usage!.completion_tokens, expected.steps);
+    assert.equal(response.usage!.completion_tokens, expected.completionTokens);
+    assert.equal(expected.completionTokens, 24, "max_tokens counts the primary member's tokens");
     const promptTokens = ensemble.members[0]!.promptTokens({ text: PROMPT });
     assert.equal(response.usage!.prompt_tokens, promptTokens.prefix.length + promptTokens.text.ids.length);
 
@@ -57,7 +58,7 @@ describe("OpenAI-compatible server, driven by the openai client", () => {
     assert.equal(text, expected.text);
     assert.equal(finish, expected.finishReason);
     assert.ok(chunks > 5, `text arrives in pieces (${chunks} chunks)`);
-    assert.equal(usage?.completion_tokens, expected.steps);
+    assert.equal(usage?.completion_tokens, expected.completionTokens);
 
     const raw = await fetch(`${served.url}/v1/completions`, {
       method: "POST",
@@ -235,5 +236,22 @@ describe("OpenAI-compatible server, driven by the openai client", () => {
     assert.deepEqual(health, { status: "ok", models: { pair: { running: 0, waiting: 0, backend: JSON.parse(JSON.stringify(ensemble.backend)) } } });
     const after = await client.completions.create({ model: "pair", prompt: PROMPT, max_tokens: 8 });
     assert.equal(after.choices[0]!.text, reference.choices[0]!.text);
+  });
+
+  test("sampling's top_k per request; UniTE's k as ensemble.unite.k; the old ensemble.topK is refused with the new name", async () => {
+    const greedy = await client.completions.create({ model: "pair", prompt: PROMPT, max_tokens: 12, temperature: 0 });
+    // top_k 1 leaves only the best text, so a hot temperature still gives the greedy answer.
+    for (const seed of [1, 2, 3]) {
+      const hot = await client.completions.create({ model: "pair", prompt: PROMPT, max_tokens: 12, temperature: 2, seed, top_k: 1 } as OpenAI.CompletionCreateParamsNonStreaming);
+      assert.equal(hot.choices[0]!.text, greedy.choices[0]!.text, `seed ${seed}`);
+    }
+    const post = (body: object) =>
+      fetch(`${served.url}/v1/completions`, { method: "POST", headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" }, body: JSON.stringify({ model: "pair", prompt: PROMPT, max_tokens: 4, ...body }) });
+    assert.equal((await post({ ensemble: { method: "unite", unite: { k: 3 } } })).status, 200);
+    const old = await post({ ensemble: { method: "unite", topK: 3 } });
+    assert.equal(old.status, 400);
+    const error = ((await old.json()) as { error: { message: string; param: string } }).error;
+    assert.equal(error.param, "ensemble.topK");
+    assert.match(error.message, /ensemble\.topK is now ensemble\.unite\.k \(UniTE's k\); for sampling's top-k send top_k/);
   });
 });

@@ -101,16 +101,16 @@ export async function benchEnsemble(spec: EnsembleSpec, options: BenchOptions): 
     }
   }
   if (!hasPrimary && spec.members.length > 1) options.log?.("  no member has primary: true, so the gated rows are left out");
-  const ensemble = await Ensemble.create({ ...spec, gate: undefined, maxTokens: options.steps, stop: [] });
+  const ensemble = await Ensemble.create({ ...spec, gate: undefined, stop: [] });
   options.onBackend?.(ensemble.backend);
   const rows: BenchRow[] = [];
   try {
-    await ensemble.generate({ text: options.prompt }, { maxTokens: 4, gate: null }); // warm-up
+    await ensemble.generate({ text: options.prompt }, { maxSteps: 4, gate: null }); // warm-up
     for (const [system, generateOptions] of runs) {
       // No stop strings and greedy decoding: every row generates `steps` steps unless a member ends the text.
       const result = await ensemble.generate(
         { text: options.prompt },
-        { ...generateOptions, maxTokens: options.steps, stop: [], sampling: { temperature: 0 } },
+        { ...generateOptions, maxSteps: options.steps, maxTokens: Infinity, stop: [], sampling: { temperature: 0 } },
       );
       const r = row(options.setup, system, result);
       rows.push(r);

@@ -1,36 +1,34 @@
 import type { Command } from "commander";
-import { loadEnsembleConfig } from "../config/load.js";
+import type { EnsembleConfig } from "../config/schema.js";
+import { addEnsembleOptions, ensembleFromOptions } from "./ensemble-options.js";
 import { defaultCacheDir, prepareAlignment } from "../align/cache.js";
 import { isIdSpaceMethod } from "../engine/id-space.js";
 import { sparseBytes } from "../align/sparse-rows.js";
 import { progressBar } from "./progress.js";
 
 interface AlignFlags {
-  config: string;
-  method?: string;
   rebuild?: boolean;
   json?: boolean;
 }
 
 export function registerAlign(program: Command): void {
-  program
+  const command = program
     .command("align")
-    .description("prepare and cache what the config's method (eva or deepen) needs from the members' embeddings")
-    .requiredOption("-c, --config <file>", "ensemble config file (YAML or JSON)")
-    .option("--method <m>", "eva or deepen, overriding the config's method")
+    .description("prepare and cache what the config's method (eva or deepen) needs from the members' embeddings");
+  addEnsembleOptions(command)
     .option("--rebuild", "rebuild even when a valid cached alignment exists")
     .option("--json", "print the alignment's statistics as JSON")
-    .action(async (flags: AlignFlags) => {
-      await runAlign(flags);
+    .action(async (flags: AlignFlags, self: Command) => {
+      const method = self.opts<{ method?: string }>().method;
+      if (method !== undefined && !isIdSpaceMethod(method)) {
+        throw new Error(`--method: expected eva or deepen (the methods that need an alignment), got '${method}'`);
+      }
+      await runAlign(flags, (await ensembleFromOptions(self)).config);
     });
 }
 
-async function runAlign(flags: AlignFlags): Promise<void> {
-  const config = await loadEnsembleConfig(flags.config);
-  const method = flags.method ?? config.method;
-  if (flags.method !== undefined && !isIdSpaceMethod(flags.method)) {
-    throw new Error(`--method: expected eva or deepen (the methods that need an alignment), got '${flags.method}'`);
-  }
+async function runAlign(flags: AlignFlags, config: EnsembleConfig): Promise<void> {
+  const method = config.method;
   if (!isIdSpaceMethod(method)) {
     process.stderr.write(`method ${method} needs no alignment (only eva and deepen do; try --method eva); nothing to do\n`);
     return;

@@ -13,11 +13,6 @@ export function parseGpu(value: string): GpuSetting {
 
 export const GPU_OPTION_HELP = "where local members run: auto (a GPU when there is one), cuda, vulkan, metal, or false for the CPU; overrides the config";
 
-/** The config with `--gpu` applied. */
-export function withGpu<T extends EnsembleConfig>(config: T, gpu: GpuSetting | undefined): T {
-  return gpu === undefined ? config : { ...config, gpu };
-}
-
 /**
  * Loads llama.cpp for the config's members (when one runs in this process) before they load, and
  * prints the runtime's note (`gpu: auto` running on the CPU) on stderr.

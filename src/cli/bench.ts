@@ -2,25 +2,22 @@ import type { Command } from "commander";
 import { InvalidArgumentError } from "commander";
 import os from "node:os";
 import { benchEnsemble, benchTable, peakRssMiB } from "../bench/measure.js";
-import { loadEnsembleConfig } from "../config/load.js";
 import { formatBackend, type BackendReport } from "../members/backend.js";
-import type { GpuSetting } from "../members/runtime.js";
-import { GPU_OPTION_HELP, parseGpu, prepareBackend, withGpu } from "./backend.js";
+import { prepareBackend } from "./backend.js";
+import { addEnsembleOptions, ensembleFromOptions } from "./ensemble-options.js";
 
 interface BenchFlags {
-  config: string;
   steps: number;
   prompt: string;
   gate?: number;
   json?: boolean;
-  gpu?: GpuSetting;
 }
 
 export function registerBench(program: Command): void {
-  program
+  const command = program
     .command("bench")
-    .description("speed and memory: each member alone, then each method with and without gating, on the same prompt")
-    .requiredOption("-c, --config <file>", "ensemble config file (YAML or JSON)")
+    .description("speed and memory: each member alone, then each method with and without gating, on the same prompt");
+  addEnsembleOptions(command, { gpu: true })
     .option("--steps <n>", "greedy steps per row", (value: string) => {
       const n = Number(value);
       if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`--steps must be an integer ≥ 1, got '${value}'`);
@@ -33,14 +30,13 @@ export function registerBench(program: Command): void {
       return n;
     })
     .option("--json", "print JSON instead of the table")
-    .option("--gpu <where>", GPU_OPTION_HELP, parseGpu)
-    .action(async (flags: BenchFlags) => {
-      const config = withGpu(await loadEnsembleConfig(flags.config), flags.gpu);
+    .action(async (flags: BenchFlags, self: Command) => {
+      const { config, label } = await ensembleFromOptions(self);
       const log = (message: string) => process.stderr.write(message + "\n");
       log(`chorus bench: ${flags.steps} steps per row, ${os.availableParallelism()} cores, node ${process.version}`);
       await prepareBackend(config);
       let backend: BackendReport | undefined;
-      const rows = await benchEnsemble(config, { setup: flags.config, steps: flags.steps, prompt: flags.prompt, threshold: flags.gate, log, onBackend: (b) => (backend = b) });
+      const rows = await benchEnsemble(config, { setup: label, steps: flags.steps, prompt: flags.prompt, threshold: flags.gate, log, onBackend: (b) => (backend = b) });
       if (flags.json) process.stdout.write(JSON.stringify({ steps: flags.steps, peakRssMiB: peakRssMiB(), backend, rows }, null, 2) + "\n");
       else process.stdout.write(`${backend ? formatBackend(backend) + "\n\n" : ""}${benchTable(rows)}\n\npeak RSS ${peakRssMiB().toFixed(0)} MiB\n`);
     });

@@ -1,17 +1,14 @@
 import type { Command } from "commander";
 import { InvalidArgumentError } from "commander";
 import cliProgress from "cli-progress";
-import { loadEnsembleConfig } from "../config/load.js";
-import { IMPLEMENTED_METHODS, methodProblem } from "../config/schema.js";
-import type { MethodName } from "../engine/ensemble.js";
 import { textTable } from "../eval/report.js";
 import { runEval, type EvalProgress } from "../eval/runner.js";
 import { findTask, TASK_NAMES } from "../eval/tasks/index.js";
-import type { GpuSetting } from "../members/runtime.js";
-import { GPU_OPTION_HELP, parseGpu, prepareBackend, withGpu } from "./backend.js";
+import type { TaskDefinition } from "../eval/tasks/task.js";
+import { prepareBackend } from "./backend.js";
+import { addEnsembleOptions, ensembleFromOptions, type CommandEnsemble } from "./ensemble-options.js";
 
 interface EvalFlags {
-  config: string;
   task: string;
   data: string;
   limit?: number;
@@ -20,12 +17,7 @@ interface EvalFlags {
   out?: string;
   resume?: boolean;
   membersToo?: boolean;
-  maxTokens?: number;
-  method?: string;
-  gate?: number | null;
-  weights?: number[];
-  heal: boolean;
-  gpu?: GpuSetting;
+  maxSteps?: number;
 }
 
 const integer = (name: string, min: number) => (value: string) => {
@@ -35,10 +27,10 @@ const integer = (name: string, min: number) => (value: string) => {
 };
 
 export function registerEval(program: Command): void {
-  program
+  const command = program
     .command("eval")
-    .description("measure accuracy on a task: the ensemble and, with --members-too, each member alone on the same items")
-    .requiredOption("-c, --config <file>", "ensemble config file (YAML or JSON)")
+    .description("measure accuracy on a task: the ensemble and, with --members-too, each member alone on the same items");
+  addEnsembleOptions(command, { gate: true, gpu: true })
     .requiredOption("--task <task>", `task: ${TASK_NAMES.join(", ")}`)
     .requiredOption("--data <path>", "data file (mmlu: a *_test.csv file or the mmlu folder)")
     .option("--limit <n>", "evaluate the first n items only", integer("--limit", 1))
@@ -47,37 +39,14 @@ export function registerEval(program: Command): void {
     .option("--out <dir>", "folder for results.jsonl, summary.json, summary.md, chart.svg (default: eval-results/<task>)")
     .option("--resume", "continue the results in --out, skipping finished items")
     .option("--members-too", "also run every member alone on the same items")
-    .option("--max-tokens <n>", "steps to generate per item (default: the task's)", integer("--max-tokens", 1))
-    .option("--method <m>", `combination method (${IMPLEMENTED_METHODS.join(" | ")}), overriding the config`)
-    .option("--gate <threshold|off>", "gating threshold for the primary member, or off, overriding the config", (value: string) => {
-      if (value === "off") return null;
-      const n = Number(value);
-      if (value.trim() === "" || !(n > 0 && n <= 1)) throw new InvalidArgumentError(`--gate must be a threshold in (0, 1] or "off", got '${value}'`);
-      return n;
-    })
-    .option("--weights <list>", "member weights in config order, e.g. 1,0.5", (value: string) =>
-      value.split(",").map((v) => {
-        const n = Number(v);
-        if (v.trim() === "" || !(n >= 0)) throw new InvalidArgumentError(`--weights must be a comma-separated list of numbers ≥ 0, got '${value}'`);
-        return n;
-      }),
-    )
-    .option("--no-heal", "turn token healing off (overriding the config)")
-    .option("--gpu <where>", GPU_OPTION_HELP, parseGpu)
-    .action(async (flags: EvalFlags) => {
-      await runEvalCommand(flags);
+    .option("--max-steps <n>", "steps (chosen pieces of text) to generate per item (default: the task's)", integer("--max-steps", 1))
+    .action(async (flags: EvalFlags, self: Command) => {
+      const task = findTask(flags.task);
+      await runEvalCommand(flags, task, await ensembleFromOptions(self));
     });
 }
 
-async function runEvalCommand(flags: EvalFlags): Promise<void> {
-  const task = findTask(flags.task);
-  if (flags.method !== undefined && !(IMPLEMENTED_METHODS as readonly string[]).includes(flags.method)) {
-    throw new Error(`--method: ${methodProblem(flags.method)}`);
-  }
-  const config = withGpu(await loadEnsembleConfig(flags.config), flags.gpu);
-  if (flags.weights && flags.weights.length !== config.members.length) {
-    throw new Error(`--weights: expected ${config.members.length} numbers (one per member: ${config.members.map((m) => m.name).join(", ")}), got ${flags.weights.length}`);
-  }
+async function runEvalCommand(flags: EvalFlags, task: TaskDefinition, { config }: CommandEnsemble): Promise<void> {
   const out = flags.out ?? `eval-results/${task.name}`;
   await prepareBackend(config);
   const { summary, files } = await runEval(config, {
@@ -89,11 +58,7 @@ async function runEvalCommand(flags: EvalFlags): Promise<void> {
     seed: flags.seed,
     resume: flags.resume,
     membersToo: flags.membersToo,
-    maxTokens: flags.maxTokens,
-    method: flags.method as MethodName | undefined,
-    gate: flags.gate,
-    weights: flags.weights,
-    heal: flags.heal === false ? false : undefined,
+    maxSteps: flags.maxSteps,
     progress: progressBar(out),
   });
   process.stdout.write(textTable(summary) + "\n");

@@ -1,76 +1,35 @@
 import type { Command } from "commander";
-import { InvalidArgumentError } from "commander";
-import { loadEnsembleConfig } from "../config/load.js";
-import { Ensemble, type GenerateOptions, type MethodName, type Step } from "../engine/ensemble.js";
+import { Ensemble, type GenerateOptions, type Step } from "../engine/ensemble.js";
 import type { Prompt } from "../members/member.js";
-import { IMPLEMENTED_METHODS, methodProblem } from "../config/schema.js";
+import { addEnsembleOptions, ensembleFromOptions, UsageError, type CommandEnsemble } from "./ensemble-options.js";
 import { isIdSpaceMethod } from "../engine/id-space.js";
 import type { AlignMethod } from "../align/alignment.js";
 import { progressBar } from "./progress.js";
-import { GPU_OPTION_HELP, parseGpu, prepareBackend, withGpu } from "./backend.js";
-import type { GpuSetting } from "../members/runtime.js";
+import { prepareBackend } from "./backend.js";
 
 interface GenerateFlags {
-  config: string;
   chat?: boolean;
-  maxTokens?: number;
-  temperature?: number;
-  topP?: number;
-  topK?: number;
-  seed?: number;
-  method?: string;
-  weights?: number[];
   only?: string;
-  heal: boolean;
-  stop?: string[];
   trace?: boolean;
   json?: boolean;
-  gpu?: GpuSetting;
 }
 
-const number = (name: string, check: (n: number) => boolean, expected: string) => (value: string) => {
-  const n = Number(value);
-  if (value.trim() === "" || !Number.isFinite(n) || !check(n)) throw new InvalidArgumentError(`${name} must be ${expected}, got '${value}'`);
-  return n;
-};
-
-/** A mistake in the command line found after parsing; printed without a stack trace. */
-class UsageError extends Error {}
-
-const collect = (value: string, previous: string[] = []) => [...previous, value];
-
 export function registerGenerate(program: Command): void {
-  program
+  const command = program
     .command("generate")
     .description("generate text with an ensemble; the output streams to stdout")
-    .argument("[prompt]", "the prompt (read from stdin when left out)")
-    .requiredOption("-c, --config <file>", "ensemble config file (YAML or JSON)")
+    .argument("[prompt]", "the prompt (read from stdin when left out)");
+  addEnsembleOptions(command, { gate: true, generation: true, gpu: true })
     .option("--chat", "treat the prompt as a user message and use each member's chat template")
-    .option("--max-tokens <n>", "steps to generate at most", number("--max-tokens", (n) => Number.isInteger(n) && n >= 1, "an integer ≥ 1"))
-    .option("--temperature <t>", "0 = greedy", number("--temperature", (n) => n >= 0, "≥ 0"))
-    .option("--top-p <p>", "nucleus sampling mass", number("--top-p", (n) => n > 0 && n <= 1, "in (0, 1]"))
-    .option("--top-k <k>", "sample among the k best candidates (0 = all)", number("--top-k", (n) => Number.isInteger(n) && n >= 0, "an integer ≥ 0"))
-    .option("--seed <s>", "sampling seed: the same seed gives the same text", number("--seed", Number.isInteger, "an integer"))
-    .option("--method <m>", `combination method (${IMPLEMENTED_METHODS.join(" | ")})`)
-    .option("--weights <list>", "member weights in config order, e.g. 1,0.5", (value: string) =>
-      value.split(",").map(number("--weights", (n) => n >= 0, "a comma-separated list of numbers ≥ 0")),
-    )
     .option("--only <name>", "run this one member alone through the same engine (the baseline)")
-    .option("--no-heal", "turn token healing off (the papers' behaviour)")
-    .option("--stop <text>", "stop string (repeatable)", collect)
     .option("--trace", "print each step's member candidates and the winner to stderr")
     .option("--json", "print one JSON object with the text, counts and timings instead of streaming")
-    .option("--gpu <where>", GPU_OPTION_HELP, parseGpu)
-    .action(async (promptArg: string | undefined, flags: GenerateFlags) => {
-      await runGenerate(promptArg, flags);
+    .action(async (promptArg: string | undefined, flags: GenerateFlags, self: Command) => {
+      await runGenerate(promptArg, flags, await ensembleFromOptions(self));
     });
 }
 
-async function runGenerate(promptArg: string | undefined, flags: GenerateFlags): Promise<void> {
-  const config = withGpu(await loadEnsembleConfig(flags.config), flags.gpu);
-  if (flags.method !== undefined && !(IMPLEMENTED_METHODS as readonly string[]).includes(flags.method)) {
-    throw new UsageError(`--method: ${methodProblem(flags.method)}`);
-  }
+async function runGenerate(promptArg: string | undefined, flags: GenerateFlags, { config }: CommandEnsemble): Promise<void> {
   let members = config.members;
   if (flags.only !== undefined) {
     members = members.filter((m) => m.name === flags.only);
@@ -78,9 +37,6 @@ async function runGenerate(promptArg: string | undefined, flags: GenerateFlags):
       throw new UsageError(`--only ${flags.only}: no member has that name; members are ${config.members.map((m) => m.name).join(", ")}`);
     }
     members = members.map((m) => ({ ...m, weight: 1 }));
-  }
-  if (flags.weights && flags.only === undefined && flags.weights.length !== members.length) {
-    throw new UsageError(`--weights: expected ${members.length} numbers (one per member: ${members.map((m) => m.name).join(", ")}), got ${flags.weights.length}`);
   }
   const text = promptArg ?? (await readStdin());
   const prompt: Prompt = flags.chat ? { messages: [{ role: "user", content: text }] } : { text };
@@ -95,17 +51,9 @@ async function runGenerate(promptArg: string | undefined, flags: GenerateFlags):
     alignCache: { onProgress: bar.update, onNote: (message) => process.stderr.write(`chorus: ${message}\n`) },
   });
   try {
-    const options: GenerateOptions = {
-      method: flags.method as MethodName | undefined,
-      heal: flags.heal,
-      maxTokens: flags.maxTokens,
-      sampling: { temperature: flags.temperature, topP: flags.topP, topK: flags.topK, seed: flags.seed },
-      stop: flags.stop,
-      weights: flags.only === undefined ? flags.weights : undefined,
-      trace: flags.trace,
-    };
-    if (isIdSpaceMethod(flags.method ?? config.method) && members.length > 1) {
-      await ensemble.prepareAlignment((flags.method ?? config.method) as AlignMethod).finally(bar.end);
+    const options: GenerateOptions = { trace: flags.trace };
+    if (isIdSpaceMethod(config.method) && members.length > 1) {
+      await ensemble.prepareAlignment(config.method as AlignMethod).finally(bar.end);
     }
     const stream = ensemble.stream(prompt, options);
     for (;;) {

@@ -5,6 +5,7 @@ import { registerServe } from "./serve.js";
 import { registerEval } from "./eval.js";
 import { registerBench } from "./bench.js";
 import { registerAlign } from "./align.js";
+import { registerInit } from "./init.js";
 
 const program = new Command()
   .name("chorus")
@@ -24,6 +25,7 @@ registerServe(program);
 registerEval(program);
 registerBench(program);
 registerAlign(program);
+registerInit(program);
 
 try {
   await program.parseAsync(process.argv);
@@ -31,7 +33,8 @@ try {
   if (error instanceof CommanderError) {
     process.exitCode = error.exitCode;
   } else {
-    process.stderr.write(`chorus: ${(error as Error).message}\n`);
+    // Every line of a many-problem message gets the prefix, so each reads on its own.
+    process.stderr.write((error as Error).message.split("\n").map((line) => `chorus: ${line}\n`).join(""));
     process.exitCode = 1;
   }
 }

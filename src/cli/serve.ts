@@ -1,15 +1,12 @@
-import path from "node:path";
 import type { Command } from "commander";
 import { InvalidArgumentError } from "commander";
-import { loadEnsembleConfig } from "../config/load.js";
+import { addEnsembleOptions, ensembleFromOptions, type CommandEnsemble } from "./ensemble-options.js";
 import { Ensemble } from "../engine/ensemble.js";
 import { createServer } from "../server/app.js";
 import { formatBackend } from "../members/backend.js";
-import type { GpuSetting } from "../members/runtime.js";
-import { GPU_OPTION_HELP, parseGpu, prepareBackend, withGpu } from "./backend.js";
+import { prepareBackend } from "./backend.js";
 
 interface ServeFlags {
-  config: string;
   host: string;
   port: number;
   apiKey?: string;
@@ -17,7 +14,6 @@ interface ServeFlags {
   queueSize: number;
   bodyLimit: number;
   drainTimeout: number;
-  gpu?: GpuSetting;
 }
 
 const integer = (name: string, min: number) => (value: string) => {
@@ -27,26 +23,24 @@ const integer = (name: string, min: number) => (value: string) => {
 };
 
 export function registerServe(program: Command): void {
-  program
+  const command = program
     .command("serve")
-    .description("serve an ensemble over an OpenAI-compatible HTTP API, with a live trace page at /")
-    .requiredOption("-c, --config <file>", "ensemble config file (YAML or JSON)")
+    .description("serve an ensemble over an OpenAI-compatible HTTP API, with a live trace page at /");
+  addEnsembleOptions(command, { gate: true, generation: true, gpu: true })
     .option("--host <host>", "address to listen on", "127.0.0.1")
     .option("--port <port>", "port to listen on (0 = any free port)", integer("--port", 0), 8080)
     .option("--api-key <key>", "require `Authorization: Bearer <key>` on /v1/* (default: $CHORUS_API_KEY, else none)")
-    .option("--name <id>", "the model id clients ask for (default: the config file's name without extension)")
+    .option("--name <id>", "the model id clients ask for (default: the config file's name without extension, or the members' names joined by +)")
     .option("--queue-size <n>", "requests that may wait while one generates; more get 429", integer("--queue-size", 0), 16)
     .option("--body-limit <bytes>", "largest request body", integer("--body-limit", 1024), 1024 * 1024)
     .option("--drain-timeout <ms>", "on SIGTERM, how long running generations may finish before they are ended", integer("--drain-timeout", 0), 30_000)
-    .option("--gpu <where>", GPU_OPTION_HELP, parseGpu)
-    .action(async (flags: ServeFlags) => {
-      await runServe(flags);
+    .action(async (flags: ServeFlags, self: Command) => {
+      await runServe(flags, await ensembleFromOptions(self));
     });
 }
 
-async function runServe(flags: ServeFlags): Promise<void> {
-  const config = withGpu(await loadEnsembleConfig(flags.config), flags.gpu);
-  const id = flags.name ?? path.basename(flags.config).replace(/\.(ya?ml|json)$/i, "");
+async function runServe(flags: ServeFlags, { config, label }: CommandEnsemble): Promise<void> {
+  const id = flags.name ?? label;
   await prepareBackend(config);
   const ensemble = await Ensemble.create(config);
   const server = createServer({

@@ -5,12 +5,14 @@
  * problem and the fix, formatted one per line as `<file>: <path>: <problem> — <fix>`.
  * Model paths are resolved to absolute paths and checked to be GGUF files.
  */
-import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { existsSync, statSync } from 'node:fs';
+import { open, readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
 import type { z } from 'zod';
+import { parseModelReference, resolveModelReferences } from '../members/model-reference.js';
+import { GGUF_MAGIC, ggufModelProblem, readGgufHeader, type GgufHeader } from '../members/gguf-header.js';
 import {
   ConfigError,
   type ConfigIssue,
@@ -51,14 +53,65 @@ export async function loadEnsembleConfig(file: string, options: { env?: NodeJS.P
   const absolute = path.resolve(file);
   let text: string;
   try {
+    // The head first: a multi-gigabyte GGUF given as the config is refused without reading it all.
+    const notText = notAConfigText(await readHead(absolute, CONFIG_HEAD_BYTES));
+    if (notText) throw new ConfigError([{ path: '', message: notText }], file);
     text = await readFile(absolute, 'utf8');
   } catch (error) {
+    if (error instanceof ConfigError) throw error;
     throw new ConfigError([{ path: '', message: readFailure(error, absolute) }], file);
   }
   const ext = path.extname(absolute).toLowerCase();
   const parsed = ext === '.json' ? parseJson(text) : parseYaml(text);
   if ('issues' in parsed) throw new ConfigError(parsed.issues, file);
-  return validate(parsed.value, { baseDir: path.dirname(absolute), source: file, env: options.env }, parsed.locate);
+  const parseOptions = { baseDir: path.dirname(absolute), source: file, env: options.env };
+  return validate(parsed.value, parseOptions, parsed.locate, await resolveReferences(parsed.value, parseOptions));
+}
+
+/**
+ * Like `parseEnsembleConfig`, and members' `model` may also be an Ollama name, a Hugging Face
+ * repo or `hf:` URI, or a URL, found in the local stores (see members/model-reference.ts).
+ */
+export async function resolveEnsembleConfig(raw: unknown, options: ParseConfigOptions = {}): Promise<EnsembleConfig> {
+  return validate(raw, options, undefined, await resolveReferences(raw, options));
+}
+
+type ModelResolution = { path: string } | { problem: string };
+
+/** Model references (not paths) of local members, resolved to GGUF files, by member index. */
+async function resolveReferences(raw: unknown, options: ParseConfigOptions): Promise<Map<number, ModelResolution>> {
+  const resolved = new Map<number, ModelResolution>();
+  const members = raw !== null && typeof raw === 'object' ? (raw as Record<string, unknown>).members : undefined;
+  if (!Array.isArray(members)) return resolved;
+  const baseDir = path.resolve(options.baseDir ?? process.cwd());
+  const env = options.env ?? process.env;
+  for (const [i, member] of members.entries()) {
+    if (member === null || typeof member !== 'object' || (member as Record<string, unknown>).url !== undefined) continue;
+    const model = (member as Record<string, unknown>).model;
+    if (typeof model !== 'string' || model === '') continue;
+    const { explicit, references } = parseModelReference(model);
+    if (!explicit && references.length === 0) continue;
+    let triedPaths: string[] = [];
+    if (!explicit) {
+      // `llama3.2:1b` or `user/repo` may also be a file: a file wins.
+      const asPath = resolveModelPath(model, baseDir, env);
+      if (!('tried' in asPath) || asPath.tried === undefined) continue;
+      triedPaths = asPath.tried;
+    }
+    const found = await resolveModelReferences(model, references, env, triedPaths.length > 0 ? [`the paths ${triedPaths.join(', ')}`] : []);
+    resolved.set(i, 'path' in found ? checkedModelFile(found.path) : found);
+  }
+  return resolved;
+}
+
+/** A file a reference resolved to, checked like a path: a GGUF model with weights. */
+function checkedModelFile(file: string): ModelResolution {
+  try {
+    const problem = ggufModelProblem(file, readGgufHeader(file));
+    return problem === undefined ? { path: file } : { problem };
+  } catch (error) {
+    return { problem: `${file} cannot be read (${errorCode(error) ?? (error as Error).message}) — check the file's permissions` };
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -82,6 +135,43 @@ function readFailure(error: unknown, absolute: string): string {
     default:
       return `cannot read ${absolute} (${(error as Error)?.message ?? String(error)}) — check the path and the file`;
   }
+}
+
+/**
+ * Why these bytes cannot be a config file, before any parsing: a GGUF model given where a config
+ * belongs (llama.cpp's habit is `-m model.gguf`), or any other binary file. Parsing those as YAML
+ * printed thousands of lines of errors with binary garbage in them.
+ */
+const CONFIG_HEAD_BYTES = 64 * 1024;
+
+async function readHead(file: string, length: number): Promise<Buffer> {
+  const handle = await open(file, 'r');
+  try {
+    const buffer = Buffer.alloc(length);
+    const { bytesRead } = await handle.read(buffer, 0, length, 0);
+    return buffer.subarray(0, bytesRead);
+  } finally {
+    await handle.close();
+  }
+}
+
+/** `head`: the file's first bytes (up to 64 KiB). */
+export function notAConfigText(head: Buffer): string | undefined {
+  if (head.subarray(0, 4).toString('latin1') === GGUF_MAGIC) {
+    return 'this is a GGUF model, not a config file — pass models with -m (e.g. `chorus generate -m a.gguf -m b.gguf "Once upon a time"`), or write a config with `chorus init`';
+  }
+  const nul = head.indexOf(0);
+  let problem = nul >= 0 ? `a zero byte at byte ${nul}` : undefined;
+  if (problem === undefined) {
+    try {
+      // `stream` tolerates a character cut at the end of the 64 KiB read.
+      new TextDecoder('utf-8', { fatal: true }).decode(head, { stream: true });
+    } catch {
+      problem = 'bytes that are not UTF-8 text';
+    }
+  }
+  if (problem === undefined) return undefined;
+  return `this is not a text file (${problem}) — a config is a YAML or JSON text file (\`chorus init\` writes a commented one); pass GGUF models with -m`;
 }
 
 type Parsed = { value: unknown; locate?: Locator } | { issues: ConfigIssue[] };
@@ -159,14 +249,19 @@ function yamlLocator(doc: Document, lineCounter: LineCounter): Locator {
 // ---------------------------------------------------------------------------------------------
 // Validation
 
-function validate(raw: unknown, options: ParseConfigOptions, locate: Locator | undefined): EnsembleConfig {
+function validate(
+  raw: unknown,
+  options: ParseConfigOptions,
+  locate: Locator | undefined,
+  references: ReadonlyMap<number, ModelResolution> = new Map(),
+): EnsembleConfig {
   const source = options.source ?? 'config';
   const baseDir = path.resolve(options.baseDir ?? process.cwd());
   const env = options.env ?? process.env;
 
   if (raw === undefined || raw === null || (typeof raw === 'string' && raw.trim() === '')) {
     throw new ConfigError(
-      [{ path: '', message: 'the config is empty — write at least `method:` and `members:` (see examples/tinystories.yaml)' }],
+      [{ path: '', message: 'the config is empty — write at least `members:` (see examples/tinystories.yaml, or run `chorus init`)' }],
       source,
     );
   }
@@ -204,7 +299,7 @@ function validate(raw: unknown, options: ParseConfigOptions, locate: Locator | u
       const key = remote ? 'tokenizer' : 'model';
       const model = (member as Record<string, unknown>)[key];
       if (typeof model !== 'string' || model === '') return;
-      const outcome = resolveModelPath(model, baseDir, env, { tokenizer: remote });
+      const outcome = (!remote && references.get(i)) || resolveModelPath(model, baseDir, env, { tokenizer: remote });
       if ('problem' in outcome) {
         const segments = ['members', i, key];
         issues.push({ segments, path: formatPath(segments), message: outcome.problem });
@@ -267,7 +362,8 @@ const FIXES: Record<string, string> = {
   'bytes.aggregate': 'use mix or product',
   'bytes.rule': 'use settled or ending',
   'bytes.floor': 'use a number between 0 and 1, e.g. 0.0001',
-  topK: 'use an integer from 1 to 1000 (default 10)',
+  unite: 'write e.g. `unite: { k: 10 }`',
+  'unite.k': 'use an integer from 1 to 1000 (default 10)',
   heal: 'use true or false (default true)',
   gate: 'write e.g. `gate: { threshold: 0.9 }`, or remove `gate` to disable gating',
   'gate.threshold': 'use a number greater than 0 and at most 1, e.g. 0.9',
@@ -299,9 +395,15 @@ const KNOWN_KEYS: Record<string, readonly string[]> = {
   'members[]': Object.keys(memberConfigSchema.shape),
   gate: Object.keys(gateConfigSchema.shape),
   sampling: Object.keys(samplingConfigSchema.shape),
+  unite: ['k'],
 };
 
-const WHERE: Record<string, string> = { '': 'at the top level', 'members[]': 'in a member', gate: 'under `gate`', sampling: 'under `sampling`' };
+/** Keys that were renamed: the old spelling is refused with the new one, never ignored. */
+const RENAMED: Record<string, Record<string, string>> = {
+  '': { topK: 'UniTE\'s k is now `unite: { k: … }` (sampling\'s top-k is `sampling.topK`) — write `unite: { k: N }`' },
+};
+
+const WHERE: Record<string, string> = { '': 'at the top level', 'members[]': 'in a member', gate: 'under `gate`', sampling: 'under `sampling`', unite: 'under `unite`' };
 
 const EXPECTED: Record<string, string> = {
   int: 'an integer',
@@ -403,6 +505,8 @@ export function suggestKey(key: string, known: readonly string[]): string | unde
 }
 
 function unknownKeyMessage(unknownKey: string, objectPath: string): string {
+  const renamed = RENAMED[objectPath]?.[unknownKey];
+  if (renamed) return `"${unknownKey}" was renamed: ${renamed}`;
   const known = KNOWN_KEYS[objectPath] ?? [];
   const suggestion = suggestKey(unknownKey, known);
   if (suggestion) return `unknown key "${unknownKey}" — did you mean "${suggestion}"?`;
@@ -417,8 +521,6 @@ function unknownKeyMessage(unknownKey: string, objectPath: string): string {
 
 // ---------------------------------------------------------------------------------------------
 // Model paths
-
-const GGUF_MAGIC = 'GGUF';
 
 function expandHome(p: string): string {
   if (p === '~') return homedir();
@@ -442,7 +544,7 @@ export function resolveModelPath(
   baseDir: string,
   env: NodeJS.ProcessEnv,
   options: { tokenizer?: boolean } = {},
-): { path: string } | { problem: string } {
+): { path: string } | { problem: string; tried?: string[] } {
   const expanded = expandHome(model);
   const candidates: string[] = [];
   if (path.isAbsolute(expanded)) {
@@ -473,16 +575,23 @@ export function resolveModelPath(
         problem: `${candidate} is a directory, not a GGUF file — point \`model\` at the .gguf file itself (convert Hugging Face checkpoints with llama.cpp's convert_hf_to_gguf.py)`,
       };
     }
-    const magic = readMagic(candidate);
-    if ('problem' in magic) return magic;
-    if (magic.bytes.toString('latin1') !== GGUF_MAGIC) {
-      const start = magic.bytes.length === 0 ? 'it is empty' : `it starts with ${JSON.stringify(magic.bytes.toString('latin1'))}`;
+    let header: GgufHeader;
+    try {
+      header = readGgufHeader(candidate);
+    } catch (error) {
+      const code = errorCode(error);
       return {
-        problem: options.tokenizer
-          ? `${candidate} is neither a GGUF file (${start}, not "GGUF") nor a tokenizer.json — point \`tokenizer\` at the served model's tokenizer.json or a GGUF with its vocabulary (llama.cpp's convert_hf_to_gguf.py --vocab-only writes one)`
-          : `${candidate} is not a GGUF file (${start}, not "GGUF") — point \`model\` at a .gguf file (convert other formats with llama.cpp's convert_hf_to_gguf.py)`,
+        problem: `${candidate} cannot be read as a GGUF file (${code ?? (error as Error)?.message ?? String(error)}) — check the file's permissions and that it is a .gguf file`,
       };
     }
+    if (options.tokenizer && header.magic !== GGUF_MAGIC) {
+      const start = header.magic.length === 0 ? 'it is empty' : `it starts with ${JSON.stringify(header.magic)}`;
+      return {
+        problem: `${candidate} is neither a GGUF file (${start}, not "GGUF") nor a tokenizer.json — point \`tokenizer\` at the served model's tokenizer.json or a GGUF with its vocabulary (llama.cpp's convert_hf_to_gguf.py --vocab-only writes one)`,
+      };
+    }
+    const problem = options.tokenizer ? undefined : ggufModelProblem(candidate, header);
+    if (problem !== undefined) return { problem };
     return { path: candidate };
   }
 
@@ -490,22 +599,8 @@ export function resolveModelPath(
   const envHint = env.CHORUS_MODELS
     ? 'check the path (relative paths start at the config file\'s folder, then each CHORUS_MODELS folder)'
     : 'check the path (relative paths start at the config file\'s folder) or set CHORUS_MODELS to the folder that holds your models';
-  return { problem: `model file not found: tried ${tried} — ${envHint}` };
-}
-
-function readMagic(file: string): { bytes: Buffer } | { problem: string } {
-  let fd: number | undefined;
-  try {
-    fd = openSync(file, 'r');
-    const buffer = Buffer.alloc(4);
-    const read = readSync(fd, buffer, 0, 4, 0);
-    return { bytes: buffer.subarray(0, read) };
-  } catch (error) {
-    const code = errorCode(error);
-    return {
-      problem: `${file} cannot be read as a GGUF file (${code ?? (error as Error)?.message ?? String(error)}) — check the file's permissions and that it is a .gguf file`,
-    };
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
+  const reference = !options.tokenizer && parseModelReference(model).references.length > 0
+    ? ' (an Ollama or Hugging Face name is looked up by loadEnsembleConfig and resolveEnsembleConfig, not here)'
+    : '';
+  return { problem: `model file not found: tried ${tried} — ${envHint}${reference}`, tried: unique };
 }

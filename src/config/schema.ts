@@ -19,7 +19,8 @@ export type EnsembleMethod = (typeof IMPLEMENTED_METHODS)[number];
 
 export const MEMBER_NAME_PATTERN = /^[A-Za-z0-9_.-]+$/;
 
-export const DEFAULT_TOP_K = 10;
+export const DEFAULT_METHOD: EnsembleMethod = 'gac';
+export const DEFAULT_UNITE_K = 10;
 export const DEFAULT_MAX_TOKENS = 128;
 export const MIN_CONTEXT_SIZE = 16;
 
@@ -99,9 +100,9 @@ export const samplingConfigSchema = z.strictObject({
 });
 
 const ensembleObjectSchema = z.strictObject({
-  method: methodSchema,
-  /** Candidates fetched per member per step (UniTE's k). */
-  topK: z.number().int().min(1).max(1000).default(DEFAULT_TOP_K),
+  method: methodSchema.default(DEFAULT_METHOD),
+  /** UniTE: each member's top-k texts form the union. (Sampling's top-k is `sampling.topK`.) */
+  unite: z.strictObject({ k: z.number().int().min(1).max(1000).default(DEFAULT_UNITE_K) }).optional(),
   /** Token healing at foreign token boundaries (see DESIGN.md). */
   heal: z.boolean().default(true),
   /** Key-token gating (GaC); needs exactly one `primary: true` member. */
@@ -280,7 +281,12 @@ export class ConfigError extends Error {
   }
 }
 
-/** One line of a ConfigError's message. */
+/**
+ * One line of a ConfigError's message: `file:line:column: path: problem — fix`, the position
+ * first so that editors and terminals can jump to it (YAML files; JSON syntax errors).
+ */
 export function formatIssue(source: string, issue: ConfigIssue): string {
-  return issue.path === '' ? `${source}: ${issue.message}` : `${source}: ${issue.path}: ${issue.message}`;
+  const at = issue.line !== undefined ? `${source}:${issue.line}:${issue.column ?? 1}` : source;
+  const isPosition = issue.line !== undefined && issue.path === `${issue.line}:${issue.column}`;
+  return issue.path === '' || isPosition ? `${at}: ${issue.message}` : `${at}: ${issue.path}: ${issue.message}`;
 }

@@ -72,12 +72,14 @@ export class Ensemble {
   /** The call's options over the spec's defaults. */
   private settings(options: GenerateOptions): GenerationSettings {
     const spec = this.spec;
+    refuseRenamed(options, "options");
     return {
       method: options.method ?? spec.method ?? "gac",
-      topK: options.topK ?? spec.topK ?? 10,
+      uniteK: options.unite?.k ?? spec.unite?.k ?? 10,
       heal: options.heal ?? spec.heal ?? true,
       gate: options.gate === null ? undefined : (options.gate ?? spec.gate),
       maxTokens: options.maxTokens ?? spec.maxTokens ?? 128,
+      maxSteps: options.maxSteps ?? Infinity,
       sampling: {
         temperature: options.sampling?.temperature ?? spec.sampling?.temperature ?? 0,
         topP: options.sampling?.topP ?? spec.sampling?.topP ?? 1,
@@ -132,7 +134,13 @@ function checkWeights(weights: readonly number[], count: number): void {
   if (!weights.some((w) => w > 0)) throw new Error("weights must not all be zero: give at least one member a positive weight");
 }
 
+/** UniTE's k was `topK`, which sampling's top-k also is: the old spelling is refused, not ignored. */
+function refuseRenamed(object: object, where: string): void {
+  if ("topK" in object) throw new Error(`${where}.topK is now unite.k (UniTE's k; sampling's top-k is sampling.topK): write { unite: { k: ${String((object as { topK: unknown }).topK)} } }`);
+}
+
 function validateSpec(spec: EnsembleSpec): void {
+  refuseRenamed(spec, "spec");
   if (spec.members.length === 0) throw new Error("an ensemble needs at least one member");
   const names = new Set<string>();
   for (const m of spec.members) {

@@ -24,10 +24,12 @@ const MAX_GROWN_FETCH = 8192;
 /** Everything one generation needs to know, resolved from the ensemble's spec and the call's options. */
 export interface GenerationSettings {
   readonly method: MethodName;
-  readonly topK: number;
+  readonly uniteK: number;
   readonly heal: boolean;
   readonly gate: { readonly threshold: number } | undefined;
+  /** In tokens of the counting member (see `countingIndex`). */
   readonly maxTokens: number;
+  readonly maxSteps: number;
   readonly sampling: SamplingOptions;
   readonly stop: readonly string[];
   readonly weights: readonly number[];
@@ -110,6 +112,8 @@ export class Generation {
   private ensembledSteps = 0;
   private escalatedSteps = 0;
   private finishReason: FinishReason = "length";
+  /** The counting member's tokens for the generated text, after the last step. */
+  private completionTokens = 0;
 
   constructor(
     private readonly members: readonly Member[],
@@ -139,14 +143,14 @@ export class Generation {
     this.output = new TextOutput(settings.stop);
     this.evaluations = members.map(() => 0);
     this.timings = new Timings(members);
-    this.firstFetch = Math.max(settings.topK, MIN_FETCH);
+    this.firstFetch = Math.max(settings.uniteK, MIN_FETCH);
   }
 
   private readonly onFailure: readonly ("fail" | "drop")[];
 
   async *run(): AsyncGenerator<Step, GenerationResult, undefined> {
     const { settings } = this;
-    while (this.steps < settings.maxTokens) {
+    while (this.completionTokens < settings.maxTokens && this.steps < settings.maxSteps) {
       if (settings.signal?.aborted) throw settings.signal.reason ?? new Error("aborted");
       if (this.active.some((i) => this.tracks[i]!.tokenCount + 2 > this.members[i]!.contextSize)) break;
       let vote: Vote;
@@ -200,7 +204,19 @@ export class Generation {
       this.finishReason = "stop";
       return { index, text: this.output.next(this.text, true), bytes: chosen, ensembled, escalations, trace };
     }
+    // A piece may hold several of the counting member's tokens: the text ends after the last one the budget allows.
+    const ends = this.tracks[this.countingIndex()]!.generatedTokenEnds(this.text);
+    this.completionTokens = Math.min(ends.length, this.settings.maxTokens);
+    if (ends.length >= this.settings.maxTokens) {
+      this.text = this.text.slice(0, ends[this.settings.maxTokens - 1]!);
+      return { index, text: this.output.next(this.text, true), bytes: chosen, ensembled, escalations, trace };
+    }
     return { index, text: this.output.next(this.text, false), bytes: chosen, ensembled, escalations, trace };
+  }
+
+  /** The member whose tokens `maxTokens` counts: the primary, else the first voting member. */
+  private countingIndex(): number {
+    return this.active.includes(this.primaryIndex) ? this.primaryIndex : this.active[0]!;
   }
 
   private result(): GenerationResult {
@@ -208,6 +224,7 @@ export class Generation {
     return {
       text: surfaceToText(this.text),
       finishReason: this.finishReason,
+      completionTokens: Math.min(this.tracks[this.countingIndex()]!.generatedTokenEnds(this.text).length, this.settings.maxTokens),
       steps: this.steps,
       ensembledSteps: this.ensembledSteps,
       escalatedSteps: this.escalatedSteps,
@@ -356,7 +373,7 @@ export class Generation {
 
   /** UniTE: union of top-k texts; a member that did not list a text is asked for it (or its first token). */
   private async uniteCombined(voters: readonly number[], voterWeights: readonly number[], candidates: Map<number, MemberCandidates>): Promise<Combined> {
-    const { topK } = this.settings;
+    const topK = this.settings.uniteK;
     const union = uniteUnion(voters.map((i) => candidates.get(i)!), topK);
     const lookups = new Map<number, string[]>();
     const standIns = new Map<number, string[]>();

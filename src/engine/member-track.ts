@@ -113,6 +113,24 @@ export class MemberTrack {
     return this.prefix.concat(this.ids);
   }
 
+  /**
+   * Where each of this member's tokens for the `generated` bytes ends (offsets into them): its own
+   * tokens as far as it has followed the text, then its tokenization of the bytes it has not
+   * caught up with yet (it re-tokenizes them at its next evaluation). A token that spans the
+   * prompt's end counts as generated.
+   */
+  generatedTokenEnds(generated: string): number[] {
+    const start = this.promptBytes.length;
+    const ends: number[] = [];
+    for (const end of this.ends) if (end > start && end - start <= generated.length) ends.push(end - start);
+    const covered = ends.length > 0 ? ends[ends.length - 1]! : 0;
+    if (covered < generated.length) {
+      let offset = covered;
+      for (const n of this.member.tokenizeContinuation(generated.slice(covered)).byteLengths) ends.push((offset += n));
+    }
+    return ends;
+  }
+
   /** Re-tokenizes the tail so the tokens cover all of the generated `generated` bytes. */
   catchUp(generated: string): void {
     if (this.textLength === generated.length) return;

@@ -10,12 +10,19 @@ export type MethodName = "gac" | "unite" | "eva" | "deepen" | "bytes";
 
 export type { MemberSpec } from "../members/spec.js";
 
+/** UniTE's settings. */
+export interface UniteOptions {
+  /** Each member's top-k texts form the union (default 10). */
+  readonly k?: number;
+}
+
 /** How an ensemble is built: the same fields as the config file. */
 export interface EnsembleSpec {
   readonly method?: MethodName;
-  readonly topK?: number;
+  readonly unite?: UniteOptions;
   readonly heal?: boolean;
   readonly gate?: { readonly threshold: number };
+  /** Length limit in tokens of the primary member (else the first voting member) for the generated text. */
   readonly maxTokens?: number;
   readonly sampling?: Partial<SamplingOptions>;
   readonly stop?: readonly string[];
@@ -40,11 +47,14 @@ export interface EnsembleSpec {
 /** Per-call settings; anything left out comes from the spec. */
 export interface GenerateOptions {
   readonly method?: MethodName;
-  readonly topK?: number;
+  readonly unite?: UniteOptions;
   readonly heal?: boolean;
   /** `null` turns gating off for this call. */
   readonly gate?: { readonly threshold: number } | null;
+  /** Length limit in tokens of the primary member (else the first voting member) for the generated text. */
   readonly maxTokens?: number;
+  /** Length limit in steps (chosen pieces of text), for measurements that count steps; default none. */
+  readonly maxSteps?: number;
   readonly sampling?: Partial<SamplingOptions>;
   readonly stop?: readonly string[];
   /** One weight per member, in config order. */
@@ -98,6 +108,8 @@ export type FinishReason = "stop" | "length";
 export interface GenerationResult {
   readonly text: string;
   readonly finishReason: FinishReason;
+  /** Tokens of the primary member (else the first voting member) for the generated text: what `maxTokens` counts. */
+  readonly completionTokens: number;
   readonly steps: number;
   readonly ensembledSteps: number;
   /** Steps on which GaC's bound failed and members were asked for more candidates. */

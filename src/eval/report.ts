@@ -32,9 +32,20 @@ export interface Comparison {
   readonly losses: number;
 }
 
+/** What the ensemble ran with, so that two runs' reports can be told apart. */
+export interface RunSettings {
+  readonly method: string;
+  /** Member name → weight, in member order. */
+  readonly weights: Readonly<Record<string, number>>;
+  /** The gating threshold, or null for no gating. */
+  readonly gate: number | null;
+  readonly heal: boolean;
+}
+
 export interface Summary {
   readonly task: string;
   readonly n: number;
+  readonly settings?: RunSettings;
   readonly systems: readonly SystemSummary[];
   readonly comparison?: Comparison;
 }
@@ -64,6 +75,7 @@ export function summarize(
   itemIds: readonly string[],
   systems: readonly { name: string; isEnsemble: boolean }[],
   lookup: (id: string, system: string) => ResultRecord | undefined,
+  settings?: RunSettings,
 ): Summary {
   const systemSummaries = systems.map(({ name, isEnsemble }) => {
       const records = itemIds.map((id) => lookup(id, name)).filter((r): r is ResultRecord => r !== undefined);
@@ -83,7 +95,7 @@ export function summarize(
         errors: records.filter((r) => r.error !== undefined).length,
       };
     });
-  return { task, n: itemIds.length, systems: systemSummaries, comparison: compareWithBestMember(itemIds, systems, systemSummaries, lookup) };
+  return { task, n: itemIds.length, settings, systems: systemSummaries, comparison: compareWithBestMember(itemIds, systems, systemSummaries, lookup) };
 }
 
 function compareWithBestMember(
@@ -111,6 +123,35 @@ export function comparisonLine(c: Comparison): string {
   return `${c.system} − ${c.baseline} (best member alone): ${points(c.difference)} points (paired 95 % CI ${points(c.ci95[0])} to ${points(c.ci95[1])}; ${c.wins} items only the ${c.system} got right, ${c.losses} only ${c.baseline})`;
 }
 
+const METHOD_LABELS: Record<string, string> = { gac: "GaC", unite: "UniTE", eva: "EVA", deepen: "DeePEn" };
+
+/** "GaC, weights s260k 1 · ts656k 0.5, gate 0.9, healing on, n=200". */
+export function settingsLine(summary: Summary): string {
+  const parts: string[] = [];
+  const s = summary.settings;
+  if (s) {
+    parts.push(METHOD_LABELS[s.method] ?? s.method);
+    parts.push(`weights ${Object.entries(s.weights).map(([name, w]) => `${name} ${w}`).join(" · ")}`);
+    parts.push(s.gate === null ? "no gating" : `gate ${s.gate}`);
+    parts.push(`healing ${s.heal ? "on" : "off"}`);
+  }
+  parts.push(`n=${summary.n}`);
+  return parts.join(", ");
+}
+
+/**
+ * A warning when the items are too few to tell the ensemble from its best member: the paired
+ * 95 % interval of the difference spans 0 (or there is one item, and no interval at all).
+ */
+export function smallSampleWarning(summary: Summary): string | undefined {
+  const c = summary.comparison;
+  // Agreeing on every item is no difference, however few the items.
+  if (!c || (c.wins === 0 && c.losses === 0)) return undefined;
+  const spansZero = c.ci95[0] <= 0 && c.ci95[1] >= 0;
+  if (!spansZero && summary.n > 1) return undefined;
+  return `n=${summary.n} is too small to tell these apart: the paired 95 % interval of ${c.system} − ${c.baseline} (${points(c.ci95[0])} to ${points(c.ci95[1])} points) includes 0; run more items (--limit)`;
+}
+
 const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
 
 function rows(summary: Summary): string[][] {
@@ -131,8 +172,10 @@ export function textTable(summary: Summary): string {
   const all = [HEADER, ...rows(summary)];
   const widths = HEADER.map((_, c) => Math.max(...all.map((r) => r[c]!.length)));
   const line = (r: string[]) => r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join("  ");
-  const table = [`${summary.task}: ${summary.n} items`, line(HEADER), widths.map((w) => "-".repeat(w)).join("  "), ...rows(summary).map(line)];
+  const table = [`${summary.task}: ${summary.n} items — ${settingsLine(summary)}`, line(HEADER), widths.map((w) => "-".repeat(w)).join("  "), ...rows(summary).map(line)];
   if (summary.comparison) table.push("", comparisonLine(summary.comparison));
+  const warning = smallSampleWarning(summary);
+  if (warning) table.push(`warning: ${warning}`);
   return table.join("\n");
 }
 
@@ -148,7 +191,13 @@ export function svgChart(summary: Summary): string {
   const barHeight = 26;
   const left = 150;
   const width = 420;
-  const top = 36;
+  const warning = smallSampleWarning(summary);
+  const heading = [
+    `<text x="10" y="20" font-size="14">${escapeXml(`${summary.task}: ${settingsLine(summary)}`)}</text>`,
+    `<text x="10" y="38">accuracy (bars) and 95 % Wilson interval (whiskers)</text>`,
+    ...(warning ? [`<text x="10" y="56" fill="#b00020">${escapeXml(`n=${summary.n} is too small to tell the ensemble from its best member (paired interval includes 0)`)}</text>`] : []),
+  ];
+  const top = 20 + 18 * heading.length;
   const height = top + summary.systems.length * (barHeight + 10) + 30;
   const x = (v: number) => left + v * width;
   const parts = summary.systems.map((s, i) => {
@@ -169,7 +218,7 @@ export function svgChart(summary: Summary): string {
   );
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${left + width + 90}" height="${height}" font-family="sans-serif" font-size="12">`,
-    `<text x="10" y="20" font-size="14">${escapeXml(summary.task)}: accuracy on ${summary.n} items (bars), 95 % Wilson interval (whiskers)</text>`,
+    ...heading,
     ...ticks,
     ...parts,
     "</svg>",
@@ -182,6 +231,7 @@ export function writeReports(dir: string, summary: Summary): { summary: string; 
   const json = {
     task: summary.task,
     n: summary.n,
+    settings: summary.settings,
     systems: summary.systems.map((s) => ({
       name: s.name,
       accuracy: s.accuracy,
@@ -196,7 +246,13 @@ export function writeReports(dir: string, summary: Summary): { summary: string; 
     comparison: summary.comparison,
   };
   writeFileAtomic(files.summary, JSON.stringify(json, null, 2) + "\n");
-  writeFileAtomic(files.markdown, `${summary.task}: ${summary.n} items\n\n${markdownTable(summary)}\n${summary.comparison ? `\n${comparisonLine(summary.comparison)}\n` : ""}`);
+  const warning = smallSampleWarning(summary);
+  writeFileAtomic(
+    files.markdown,
+    `${summary.task}: ${summary.n} items — ${settingsLine(summary)}\n\n${markdownTable(summary)}\n` +
+      (summary.comparison ? `\n${comparisonLine(summary.comparison)}\n` : "") +
+      (warning ? `\n**Warning:** ${warning}\n` : ""),
+  );
   writeFileAtomic(files.chart, svgChart(summary) + "\n");
   return files;
 }

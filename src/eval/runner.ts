@@ -24,7 +24,8 @@ export interface EvalOptions {
   readonly seed?: number;
   readonly resume?: boolean;
   readonly membersToo?: boolean;
-  readonly maxTokens?: number;
+  /** Steps per item (default: the task's). */
+  readonly maxSteps?: number;
   readonly method?: MethodName;
   /** A threshold, `null` for no gating, or undefined for the config's. */
   readonly gate?: number | null;
@@ -76,10 +77,10 @@ export async function runEval(config: EnsembleConfig, options: EvalOptions): Pro
   const gate = options.gate === undefined ? config.gate : options.gate === null ? undefined : { threshold: options.gate };
   const method = options.method ?? config.method;
   const weights = options.weights ?? config.members.map((m) => m.weight);
-  const maxTokens = options.maxTokens ?? task.maxTokens;
+  const maxSteps = options.maxSteps ?? task.maxSteps;
   const heal = options.heal ?? config.heal;
   // Greedy decoding whatever the config says: results must be reproducible for --resume and comparisons.
-  const common: GenerateOptions = { maxTokens, heal, stop: task.stop, sampling: { temperature: 0 } };
+  const common: GenerateOptions = { maxSteps, maxTokens: Infinity, heal, stop: task.stop, sampling: { temperature: 0 } };
   const systems: System[] = [
     { name: ENSEMBLE_SYSTEM, isEnsemble: true, options: { ...common, method, weights, gate: gate ?? null } },
     ...(options.membersToo ? names.map((name) => ({ name, isEnsemble: false, options: { ...common, only: name, gate: null } })) : []),
@@ -91,7 +92,7 @@ export async function runEval(config: EnsembleConfig, options: EvalOptions): Pro
     dataFingerprint: dataFingerprint(options.dataPath),
     shots,
     seed,
-    maxTokens,
+    maxSteps,
     method,
     heal,
     gate: gate ?? null,
@@ -99,8 +100,9 @@ export async function runEval(config: EnsembleConfig, options: EvalOptions): Pro
     systems: systems.map((s) => s.name),
     // Everything else in the config that shapes the output (members, topK, method parameters…);
     // threads and gpu change speed (gpu: auto differs per machine anyway), and the eval sets
-    // decoding, length and stop strings itself.
-    config: withoutKeys(config, ["threads", "gpu", "maxTokens", "stop", "sampling", "method", "heal", "gate"]),
+    // decoding, length and stop strings itself. Weights are recorded above (a -m ensemble's or
+    // --weights' are in the members too).
+    config: { ...withoutKeys(config, ["threads", "gpu", "maxTokens", "stop", "sampling", "method", "heal", "gate"]), members: config.members.map(({ weight: _weight, ...member }) => member) },
   };
   const store = ResultsStore.open(options.out, identity, options.resume ?? false);
 
@@ -130,7 +132,8 @@ export async function runEval(config: EnsembleConfig, options: EvalOptions): Pro
       await ensemble.dispose();
     }
   }
-  const summary = summarize(task.name, items.map((i) => i.id), systems, (id, system) => store.get(id, system));
+  const settings = { method, weights: Object.fromEntries(names.map((name, i) => [name, weights[i]!])), gate: gate?.threshold ?? null, heal };
+  const summary = summarize(task.name, items.map((i) => i.id), systems, (id, system) => store.get(id, system), settings);
   return { summary, files: writeReports(options.out, summary) };
 }
 

@@ -1,4 +1,3 @@
-import { open } from "node:fs/promises";
 import {
   type Llama,
   type LlamaContext,
@@ -8,6 +7,7 @@ import {
 } from "node-llama-cpp";
 import type { Vocabulary } from "../tokens/vocabulary.js";
 import { extendWithLogits, fromFullProbabilities, fromLogits, isExtensible, type SparseDistribution } from "./distribution.js";
+import { ggufModelProblem, readGgufHeader, type GgufHeader } from "./gguf-header.js";
 import { MemberTokenizer, ggufTokenizerSource } from "./member-tokenizer.js";
 import { MemberError, type Member, type MemberPlacement, type PositionRequest, type Prompt, type PromptTokens, type TokenRun } from "./member.js";
 import { deviceName, loadingRuntime, loadRuntime, type Runtime } from "./runtime.js";
@@ -151,21 +151,14 @@ export class LlamaMember implements Member {
 
 /** llama.cpp is given only files that start with the GGUF magic: a clear message instead of a loader failure. */
 async function assertGguf(name: string, modelPath: string): Promise<void> {
-  let magic: string;
+  let header: GgufHeader;
   try {
-    const file = await open(modelPath, "r");
-    try {
-      const { buffer, bytesRead } = await file.read(Buffer.alloc(4), 0, 4, 0);
-      magic = buffer.subarray(0, bytesRead).toString("latin1");
-    } finally {
-      await file.close();
-    }
+    header = readGgufHeader(modelPath);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     const why = code === "ENOENT" ? "no such file" : code === "EISDIR" ? "it is a directory" : (error as Error).message;
     throw new MemberError(name, `cannot read model ${modelPath}: ${why}; check the path (relative paths start at the config file's folder)`);
   }
-  if (magic !== "GGUF") {
-    throw new MemberError(name, `${modelPath} is not a GGUF file (it does not start with "GGUF"); convert the model to GGUF or point to the .gguf file`);
-  }
+  const problem = ggufModelProblem(modelPath, header);
+  if (problem !== undefined) throw new MemberError(name, problem);
 }

@@ -183,7 +183,7 @@ export function createServer(options: ServerOptions): ChorusServer {
           ...meta,
           object: kind === "chat" ? "chat.completion" : "text_completion",
           choices: [choice],
-          usage: usage(promptTokens, result.steps),
+          usage: usage(promptTokens, result.completionTokens),
           ...(generation.options.trace ? { ensemble: ensembleSummary(result, trace) } : {}),
         });
         progress.outcome = "done";
@@ -239,7 +239,7 @@ export function createServer(options: ServerOptions): ChorusServer {
       }
       const result = next.value;
       chunk(undefined, result.finishReason, generation.options.trace ? { ensemble: ensembleSummary(result, []) } : {});
-      if (generation.includeUsage) send({ ...meta, object, choices: [], usage: usage(promptTokens, result.steps) });
+      if (generation.includeUsage) send({ ...meta, object, choices: [], usage: usage(promptTokens, result.completionTokens) });
       progress.outcome = "done";
     } catch (error) {
       if (signal.aborted && raw.destroyed) return;

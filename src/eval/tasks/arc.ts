@@ -17,7 +17,7 @@ export const arc: TaskDefinition = {
   format: FORMAT,
   defaultShots: 3,
   takesShots: true,
-  maxTokens: 4,
+  maxSteps: 4,
   stop: ["\n"],
   async load(file, { shots }) {
     const questions = await readJsonLines<Question>(file, FORMAT, (r) => {

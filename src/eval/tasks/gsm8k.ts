@@ -38,7 +38,7 @@ export const gsm8k: TaskDefinition = {
   format: FORMAT,
   defaultShots: 4,
   takesShots: true,
-  maxTokens: 256,
+  maxSteps: 256,
   stop: ["\n\n", "\nQuestion:"],
   async load(file, { shots }) {
     const problems = await readJsonLines<Problem>(file, FORMAT, (r) => {

@@ -8,7 +8,7 @@ export const lambada: TaskDefinition = {
   format: FORMAT,
   defaultShots: 0,
   takesShots: false,
-  maxTokens: 6,
+  maxSteps: 6,
   stop: ["\n"],
   async load(file) {
     const passages = await readJsonLines<{ context: string; word: string }>(file, FORMAT, (r) => {

@@ -57,7 +57,7 @@ export const mmlu: TaskDefinition = {
   format: FORMAT,
   defaultShots: 5,
   takesShots: true,
-  maxTokens: 4,
+  maxSteps: 4,
   stop: ["\n"],
   async load(dataPath, { shots }) {
     const items: EvalItem[] = [];

@@ -44,7 +44,7 @@ export const nextWord: TaskDefinition = {
   format: FORMAT,
   defaultShots: 0,
   takesShots: false,
-  maxTokens: 6,
+  maxSteps: 6,
   stop: ["\n"],
   async load(file, { seed }) {
     const text = await readDataFile(file, FORMAT);

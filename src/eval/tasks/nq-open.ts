@@ -25,7 +25,7 @@ export const nqOpen: TaskDefinition = {
   format: FORMAT,
   defaultShots: 3,
   takesShots: true,
-  maxTokens: 24,
+  maxSteps: 24,
   stop: ["\n"],
   async load(file, { shots }) {
     const questions = await readJsonLines<Question>(file, FORMAT, (r) => {

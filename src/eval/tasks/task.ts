@@ -24,7 +24,8 @@ export interface TaskDefinition {
   readonly defaultShots: number;
   /** Whether --shots means anything for this task. */
   readonly takesShots: boolean;
-  readonly maxTokens: number;
+  /** Steps (chosen pieces of text) to generate at most: enough for the answer. */
+  readonly maxSteps: number;
   readonly stop: readonly string[];
   load(dataPath: string, options: LoadOptions): Promise<EvalItem[]>;
   /** The answer the output gives, normalized for comparison ("" when it gives none). */
