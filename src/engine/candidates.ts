@@ -134,11 +134,9 @@ export function healedCandidates(vocab: Vocabulary, tail: readonly number[], dis
         tailListed = true;
       }
       const text = candidateText(vocab, id);
-      if (text !== null && id !== tail[level] && text.length > 0 && text.length < rest.length && rest.startsWith(text) && isHealable(vocab, id)) {
-        // Another split of the tail: followed when it was expanded, else its mass is unknown.
-        if (!branches.some((b) => b.level === level && b.before[level] === id)) unknownMass += pathMass * p;
-        continue;
-      }
+      // Another split of the tail: its continuations come from its branch when it was followed
+      // (a full distribution follows the same ones, so the bounds need not cover the others).
+      if (text !== null && id !== tail[level] && text.length > 0 && text.length < rest.length && rest.startsWith(text) && isHealable(vocab, id)) continue;
       if (text === null || text.length === 0 || !text.startsWith(rest)) continue;
       if (text.length === rest.length) {
         // The tail token itself (last level), or one token spelling the whole rest: its future is the path's.
