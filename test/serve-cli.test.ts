@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -83,4 +83,15 @@ test("chorus serve -m A -m B: no config; the model id joins the members' names",
   } finally {
     child.kill("SIGKILL");
   }
+});
+
+test("chorus serve: an empty --api-key or CHORUS_API_KEY is a startup error, not an open server", () => {
+  const serve = (args: string[], env: NodeJS.ProcessEnv) =>
+    spawnSync(process.execPath, ["--import", "tsx", "src/cli/main.ts", "serve", "-c", "examples/tinystories.yaml", "--port", "0", ...args], { cwd: root, env: { ...process.env, ...env }, encoding: "utf8", timeout: 60_000 });
+  const flag = serve(["--api-key", ""], {});
+  assert.equal(flag.status, 1, flag.stderr);
+  assert.match(flag.stderr, /--api-key: the API key is empty; give a key, or leave out --api-key and unset CHORUS_API_KEY/);
+  const env = serve([], { CHORUS_API_KEY: "" });
+  assert.equal(env.status, 1, env.stderr);
+  assert.match(env.stderr, /CHORUS_API_KEY: the API key is empty/);
 });

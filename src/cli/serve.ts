@@ -5,6 +5,7 @@ import { Ensemble } from "../engine/ensemble.js";
 import { createServer } from "../server/app.js";
 import { formatBackend } from "../members/backend.js";
 import { prepareBackend } from "./backend.js";
+import { apiKeyProblem } from "../server/api-key.js";
 
 interface ServeFlags {
   host: string;
@@ -40,12 +41,13 @@ export function registerServe(program: Command): void {
 }
 
 async function runServe(flags: ServeFlags, { config, label }: CommandEnsemble): Promise<void> {
+  const apiKey = chosenApiKey(flags.apiKey, process.env.CHORUS_API_KEY);
   const id = flags.name ?? label;
   await prepareBackend(config);
   const ensemble = await Ensemble.create(config);
   const server = createServer({
     models: [{ id, ensemble }],
-    apiKey: flags.apiKey ?? (process.env.CHORUS_API_KEY || undefined),
+    apiKey,
     queueSize: flags.queueSize,
     bodyLimit: flags.bodyLimit,
     onGenerationEnd: (e) =>
@@ -74,4 +76,13 @@ async function runServe(flags: ServeFlags, { config, label }: CommandEnsemble): 
     process.once("SIGTERM", () => stop("SIGTERM"));
     process.once("SIGINT", () => stop("SIGINT"));
   });
+}
+
+/** --api-key, else $CHORUS_API_KEY; either one set but empty is a mistake, not "no authentication". */
+function chosenApiKey(flag: string | undefined, env: string | undefined): string | undefined {
+  const [key, source] = flag !== undefined ? [flag, "--api-key"] : [env, "CHORUS_API_KEY"];
+  if (key === undefined) return undefined;
+  const problem = apiKeyProblem(key);
+  if (problem) throw new Error(`${source}: ${problem}`);
+  return key;
 }

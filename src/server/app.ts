@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import Fastify, { type FastifyInstance, type FastifyReply } from "fastify";
 import type { Ensemble, GenerationResult, Step } from "../engine/ensemble.js";
+import { bearerCheck } from "./api-key.js";
 import { ApiError, invalid, toApiError } from "./errors.js";
 import { GenerationQueue } from "./queue.js";
 import { chatRequestSchema, completionRequestSchema, fromChat, fromCompletion, parseBody, type GenerationRequest } from "./openai-request.js";
@@ -14,7 +15,7 @@ export interface ServedModel {
 
 export interface ServerOptions {
   readonly models: readonly ServedModel[];
-  /** When set, /v1/* requires `Authorization: Bearer <apiKey>`. */
+  /** When set, /v1/* requires `Authorization: Bearer <apiKey>`; an empty key is refused (see apiKeyProblem). */
   readonly apiKey?: string;
   /** Requests that may wait per model while one generates; more get 429. */
   readonly queueSize?: number;
@@ -78,15 +79,13 @@ export function createServer(options: ServerOptions): ChorusServer {
     return reply.status(404).send(error.body());
   });
 
+  const checkKey = options.apiKey === undefined ? undefined : bearerCheck(options.apiKey);
   app.addHook("onRequest", async (request) => {
-    if (!request.url.startsWith("/v1/")) return;
+    // Decided on the route the router matched, not on the raw target: the router percent-decodes
+    // (`/%761/completions`) and takes absolute-form targets (`POST http://host/v1/completions`).
+    if (request.routeOptions.url?.startsWith("/v1/") !== true) return;
     if (draining) throw SHUTTING_DOWN();
-    if (options.apiKey === undefined) return;
-    const header = request.headers.authorization ?? "";
-    if (!header.startsWith("Bearer ")) {
-      throw new ApiError(401, "missing API key: send `Authorization: Bearer <key>`", "authentication_error", null, "invalid_api_key");
-    }
-    if (header.slice(7) !== options.apiKey) throw new ApiError(401, "incorrect API key", "authentication_error", null, "invalid_api_key");
+    checkKey?.(request.headers.authorization);
   });
 
   app.get("/", async (_request, reply) => reply.type("text/html; charset=utf-8").send(TRACE_PAGE));
