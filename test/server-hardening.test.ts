@@ -1,5 +1,6 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import net from "node:net";
 import { Ensemble } from "../src/engine/ensemble.js";
 import { createServer } from "../src/server/app.js";
 import { PAIR } from "./helpers/models.js";
@@ -9,6 +10,40 @@ import { startServer, type RunningServer } from "./helpers/server.js";
 const KEY = "sk-harden";
 const body = JSON.stringify({ model: "pair", prompt: "Once upon a time", max_tokens: 2 });
 const json = { "content-type": "application/json" };
+
+/**
+ * Opens a connection, sends a request's headers, waits for the server's `100 Continue` (so the
+ * server is known to have taken the request in), sends part of the body, then nothing more.
+ * `received`: everything the server sent after that, once it closes the connection.
+ */
+function halfSentRequest(url: string): Promise<{ socket: net.Socket; received: Promise<string> }> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(Number(port), hostname, () => {
+      socket.write(`POST /v1/completions HTTP/1.1\r\nHost: ${hostname}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\nExpect: 100-continue\r\n\r\n`);
+    });
+    socket.setEncoding("utf8");
+    let data = "";
+    const received = new Promise<string>((done) => socket.on("close", () => done(data)));
+    socket.on("data", (chunk: string) => {
+      data += chunk;
+      const end = data.indexOf("\r\n\r\n");
+      if (data.startsWith("HTTP/1.1 100") && end >= 0) {
+        data = data.slice(end + 4);
+        socket.write(`{"model": "pair", `);
+        resolve({ socket, received });
+      }
+    });
+    socket.on("error", () => undefined);
+    socket.once("error", reject);
+  });
+}
+
+/** `promise`, or a rejection naming `what` after `ms` (so a hang fails the test instead of stalling it). */
+function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms)))]).finally(() => clearTimeout(timer));
+}
 
 describe("server hardening", () => {
   let ensemble: Ensemble;
@@ -47,5 +82,32 @@ describe("server hardening", () => {
   test("an empty API key is refused when the server is created, not read as 'no authentication'", () => {
     assert.throws(() => createServer({ models: [{ id: "pair", ensemble }], apiKey: "" }), /API key is empty/);
     assert.throws(() => createServer({ models: [{ id: "pair", ensemble }], apiKey: " key" }), /whitespace/);
+  });
+
+  test("a client that sends its request too slowly gets 408 and is disconnected", async () => {
+    const slow = await startServer({ models: [{ id: "pair", ensemble }], requestTimeout: 500 });
+    const client = await halfSentRequest(slow.url);
+    try {
+      const started = Date.now();
+      const answer = await within(10_000, "the slow request's answer", client.received);
+      assert.match(answer, /^HTTP\/1\.1 408/);
+      assert.ok(Date.now() - started < 5000, `disconnected after ${Date.now() - started} ms`);
+    } finally {
+      client.socket.destroy();
+      await slow.close();
+    }
+  });
+
+  test("a drain closes connections that are still sending a request when its grace ends", async () => {
+    const second = await startServer({ models: [{ id: "pair", ensemble }] });
+    const clients = await Promise.all(Array.from({ length: 3 }, () => halfSentRequest(second.url)));
+    try {
+      const started = Date.now();
+      await within(10_000, "the drain", second.server.drain(300));
+      assert.ok(Date.now() - started < 5000, `drained in ${Date.now() - started} ms`);
+      for (const client of clients) await within(5000, "the client's disconnection", client.received);
+    } finally {
+      for (const client of clients) client.socket.destroy();
+    }
   });
 });

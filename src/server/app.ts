@@ -21,6 +21,8 @@ export interface ServerOptions {
   readonly queueSize?: number;
   /** Largest request body in bytes. */
   readonly bodyLimit?: number;
+  /** Most milliseconds a client may take to send a whole request, headers and body; slower ones get 408. */
+  readonly requestTimeout?: number;
   /** Called when a generation ends, however it ends (for logs). */
   readonly onGenerationEnd?: (event: GenerationEnd) => void;
 }
@@ -37,7 +39,11 @@ export interface GenerationEnd {
 
 export interface ChorusServer {
   readonly app: FastifyInstance;
-  /** Stops taking requests, lets running generations finish for up to `graceMs`, ends the rest, then closes. */
+  /**
+   * Stops taking requests, lets running generations finish for up to `graceMs`, ends the rest
+   * (an error event and `[DONE]` on streams), then closes every connection, even one still sending
+   * a request. Calling it again while draining shortens the grace (a second signal: `drain(0)`).
+   */
   drain(graceMs: number): Promise<void>;
   /** Generations running or waiting now, over all models. */
   inFlight(): number;
@@ -48,6 +54,13 @@ interface Model extends ServedModel {
   readonly created: number;
 }
 
+export const DEFAULT_BODY_LIMIT = 1024 * 1024;
+export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
+/** How long ended generations' last events may take to reach their clients before connections are closed. */
+const FLUSH_MS = 2000;
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
 const SHUTTING_DOWN = () => new ApiError(503, "the server is shutting down; retry on another instance", "server_error", null, "shutting_down");
 
 export function createServer(options: ServerOptions): ChorusServer {
@@ -56,9 +69,21 @@ export function createServer(options: ServerOptions): ChorusServer {
     options.models.map((m) => [m.id, { ...m, queue: new GenerationQueue(options.queueSize ?? 16), created }]),
   );
   const running = new Set<AbortController>();
+  /** Generation responses not yet closed, so a drain can let their last events go out. */
+  const openResponses = new Set<Promise<void>>();
   let draining = false;
+  let drainDeadline = Infinity;
+  let drained: Promise<void> | undefined;
 
-  const app = Fastify({ bodyLimit: options.bodyLimit ?? 1024 * 1024, logger: false });
+  const bodyLimit = options.bodyLimit ?? DEFAULT_BODY_LIMIT;
+  const requestTimeout = options.requestTimeout ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  const app = Fastify({
+    bodyLimit,
+    logger: false,
+    requestTimeout,
+    // Node checks these timeouts every connectionsCheckingInterval (30 s by default).
+    http: { headersTimeout: requestTimeout, connectionsCheckingInterval: Math.min(1000, requestTimeout) },
+  });
 
   app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, _request, reply) => {
     if (error instanceof ApiError) return reply.status(error.status).send(error.body());
@@ -67,7 +92,7 @@ export function createServer(options: ServerOptions): ChorusServer {
       error.code === "FST_ERR_CTP_INVALID_JSON_BODY" || error.code === "FST_ERR_CTP_EMPTY_JSON_BODY"
         ? `the request body is not valid JSON: ${error.message}`
         : error.code === "FST_ERR_CTP_BODY_TOO_LARGE"
-          ? `the request body is larger than ${options.bodyLimit ?? 1024 * 1024} bytes; send a shorter prompt`
+          ? `the request body is larger than ${bodyLimit} bytes; send a shorter prompt`
           : error.code === "FST_ERR_CTP_INVALID_MEDIA_TYPE"
             ? "send the body as JSON with `Content-Type: application/json`"
             : error.message;
@@ -134,12 +159,19 @@ export function createServer(options: ServerOptions): ChorusServer {
   }
 
   async function serve(reply: FastifyReply, generation: GenerationRequest, kind: "completion" | "chat"): Promise<void> {
+    // A request whose body was still arriving when the drain began.
+    if (draining) throw SHUTTING_DOWN();
     const model = modelFor(generation);
     const controller = new AbortController();
-    // The response closing before it finished means the client went away: stop generating.
-    reply.raw.on("close", () => {
-      if (!reply.raw.writableFinished) controller.abort(new Error("client disconnected"));
+    const closed = new Promise<void>((resolve) => {
+      // The response closing before it finished means the client went away: stop generating.
+      reply.raw.on("close", () => {
+        if (!reply.raw.writableFinished) controller.abort(new Error("client disconnected"));
+        resolve();
+      });
     });
+    openResponses.add(closed);
+    void closed.then(() => openResponses.delete(closed));
     const release = await model.queue.acquire(controller.signal);
     running.add(controller);
     const started = performance.now();
@@ -247,16 +279,32 @@ export function createServer(options: ServerOptions): ChorusServer {
     if (!raw.destroyed) raw.end("data: [DONE]\n\n");
   }
 
+  async function finishDraining(): Promise<void> {
+    for (const m of models.values()) m.queue.rejectWaiting(SHUTTING_DOWN());
+    while (running.size > 0 && Date.now() < drainDeadline) await sleep(50);
+    for (const controller of running) controller.abort(SHUTTING_DOWN());
+    // An ended generation stops after its current step, then writes its error event and [DONE].
+    while (running.size > 0) await sleep(20);
+    await Promise.race([Promise.all(openResponses), sleep(FLUSH_MS)]);
+    const closed = app.close();
+    // Connections still sending a request (or idle) would hold the close open for as long as their clients like.
+    app.server.closeAllConnections();
+    const sweep = setInterval(() => app.server.closeAllConnections(), 50);
+    try {
+      await closed;
+    } finally {
+      clearInterval(sweep);
+    }
+  }
+
   return {
     app,
     inFlight: () => [...models.values()].reduce((n, m) => n + m.queue.stats.running + m.queue.stats.waiting, 0),
-    async drain(graceMs: number): Promise<void> {
+    drain(graceMs: number): Promise<void> {
       draining = true;
-      for (const m of models.values()) m.queue.rejectWaiting(SHUTTING_DOWN());
-      const deadline = Date.now() + graceMs;
-      while (running.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
-      for (const controller of running) controller.abort(SHUTTING_DOWN());
-      await app.close();
+      drainDeadline = Math.min(drainDeadline, Date.now() + graceMs);
+      drained ??= finishDraining();
+      return drained;
     },
   };
 }
