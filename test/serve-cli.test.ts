@@ -47,7 +47,9 @@ test("chorus serve: listens, answers, and on SIGTERM finishes the running stream
     assert.ok(["length", "stop"].includes(events.at(-1)!.choices[0]!.finish_reason!), "the stream ran to its end");
     assert.equal(await exited, 0);
     assert.match(stderr, /SIGTERM: finishing 1 request\(s\), then exiting/);
-    assert.match(stderr, /tiny stream done: \d+ steps/);
+    assert.match(stderr, /POST \/v1\/completions 200 \d+ ms · tiny stream done: \d+ steps/);
+    assert.match(stderr, /chorus: GET \/v1\/models 200 \d+ ms\n/);
+    if (refused === 503) assert.match(stderr, /chorus: GET \/v1\/models 503 \d+ ms · shutting_down: the server is shutting down/);
   } finally {
     child.kill("SIGKILL");
   }

@@ -2,7 +2,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
 import { Ensemble } from "../src/engine/ensemble.js";
-import { createServer } from "../src/server/app.js";
+import { createServer, type RequestEnd } from "../src/server/app.js";
 import { PAIR } from "./helpers/models.js";
 import { rawRequest } from "./helpers/raw-http.js";
 import { startServer, type RunningServer } from "./helpers/server.js";
@@ -108,6 +108,43 @@ describe("server hardening", () => {
       for (const client of clients) await within(5000, "the client's disconnection", client.received);
     } finally {
       for (const client of clients) client.socket.destroy();
+    }
+  });
+
+  test("every request is reported once when it ends, with its status and, when it failed, the reason", async () => {
+    const ends: RequestEnd[] = [];
+    const logged = await startServer({ models: [{ id: "pair", ensemble }], apiKey: KEY, bodyLimit: 2048, onRequestEnd: (e) => ends.push(e) });
+    const auth = { ...json, authorization: `Bearer ${KEY}` };
+    const waitFor = async (n: number) => {
+      const deadline = Date.now() + 10_000;
+      while (ends.length < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(ends.length, n, JSON.stringify(ends));
+      return ends.at(-1)!;
+    };
+    try {
+      await rawRequest(logged.url, "GET", "/health");
+      assert.deepEqual({ ...(await waitFor(1)), ms: 0 }, { method: "GET", url: "/health", status: 200, ms: 0, reason: undefined, generation: undefined });
+      await rawRequest(logged.url, "POST", "/v1/completions", { headers: json, body });
+      assert.match((await waitFor(2)).reason!, /^invalid_api_key: missing API key/);
+      await rawRequest(logged.url, "POST", "/v1/completions", { headers: auth, body: "{" });
+      assert.match((await waitFor(3)).reason!, /^FST_ERR_CTP_INVALID_JSON_BODY: the request body is not valid JSON/);
+      await rawRequest(logged.url, "POST", "/v1/completions", { headers: auth, body: JSON.stringify({ model: "pair", prompt: "x".repeat(4000) }) });
+      assert.equal((await waitFor(4)).status, 413);
+      await rawRequest(logged.url, "GET", "/nowhere");
+      assert.match((await waitFor(5)).reason!, /^not_found_error: no route GET \/nowhere/);
+      await rawRequest(logged.url, "POST", "/v1/completions", { headers: auth, body: JSON.stringify({ model: "pair", prompt: "中".repeat(600) }) });
+      const tooLong = await waitFor(6);
+      assert.equal(tooLong.status, 400);
+      assert.match(tooLong.reason!, /^context_length_exceeded: member 's260k'/);
+      await rawRequest(logged.url, "POST", "/v1/completions", { headers: auth, body: JSON.stringify({ model: "pair", prompt: "Once upon a time", max_tokens: 3, stream: true }) });
+      const streamed = await waitFor(7);
+      assert.equal(streamed.status, 200);
+      assert.equal(streamed.reason, undefined);
+      assert.deepEqual({ ...streamed.generation!, ms: 0 }, { model: "pair", stream: true, steps: 3, outcome: "done", ms: 0 });
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(ends.length, 7, "one report per request");
+    } finally {
+      await logged.close();
     }
   });
 });

@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { InvalidArgumentError } from "commander";
 import { addEnsembleOptions, ensembleFromOptions, type CommandEnsemble } from "./ensemble-options.js";
 import { Ensemble } from "../engine/ensemble.js";
-import { createServer, DEFAULT_BODY_LIMIT, DEFAULT_REQUEST_TIMEOUT_MS } from "../server/app.js";
+import { createServer, DEFAULT_BODY_LIMIT, DEFAULT_REQUEST_TIMEOUT_MS, type RequestEnd } from "../server/app.js";
 import { formatBackend } from "../members/backend.js";
 import { prepareBackend } from "./backend.js";
 import { apiKeyProblem } from "../server/api-key.js";
@@ -53,8 +53,7 @@ async function runServe(flags: ServeFlags, { config, label }: CommandEnsemble): 
     queueSize: flags.queueSize,
     bodyLimit: flags.bodyLimit,
     requestTimeout: flags.requestTimeout,
-    onGenerationEnd: (e) =>
-      process.stderr.write(`chorus: ${e.model} ${e.stream ? "stream" : "request"} ${e.outcome}: ${e.steps} steps in ${Math.round(e.ms)} ms\n`),
+    onRequestEnd: (e) => process.stderr.write(`chorus: ${requestLine(e)}\n`),
   });
   let address: string;
   try {
@@ -98,4 +97,14 @@ function chosenApiKey(flag: string | undefined, env: string | undefined): string
   const problem = apiKeyProblem(key);
   if (problem) throw new Error(`${source}: ${problem}`);
   return key;
+}
+
+/** One log line per request: `POST /v1/completions 200 812 ms · tiny stream done: 30 steps`, then the reason it failed, if it did. */
+function requestLine(e: RequestEnd): string {
+  const url = e.url.length > 200 ? `${e.url.slice(0, 200)}…` : e.url;
+  const parts = [`${e.method} ${url} ${e.status} ${Math.round(e.ms)} ms`];
+  const g = e.generation;
+  if (g) parts.push(`${g.model} ${g.stream ? "stream" : "request"} ${g.outcome}: ${g.steps} steps`);
+  if (e.reason) parts.push(e.reason);
+  return parts.join(" · ");
 }

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import Fastify, { type FastifyInstance, type FastifyReply } from "fastify";
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import type { Ensemble, GenerationResult, Step } from "../engine/ensemble.js";
 import { bearerCheck } from "./api-key.js";
 import { ApiError, invalid, toApiError } from "./errors.js";
@@ -23,8 +23,22 @@ export interface ServerOptions {
   readonly bodyLimit?: number;
   /** Most milliseconds a client may take to send a whole request, headers and body; slower ones get 408. */
   readonly requestTimeout?: number;
-  /** Called when a generation ends, however it ends (for logs). */
+  /** Called when a generation ends, however it ends. */
   readonly onGenerationEnd?: (event: GenerationEnd) => void;
+  /** Called once per request when its response closes, whatever its status (for logs). */
+  readonly onRequestEnd?: (event: RequestEnd) => void;
+}
+
+export interface RequestEnd {
+  readonly method: string;
+  readonly url: string;
+  /** The status sent (200 for a stream, even one that ended with an error event). */
+  readonly status: number;
+  readonly ms: number;
+  /** Why it failed: the error's code and message; for a stream, the error event it ended with. */
+  readonly reason?: string;
+  /** The generation it ran, if it got that far. */
+  readonly generation?: GenerationEnd;
 }
 
 export interface GenerationEnd {
@@ -85,8 +99,29 @@ export function createServer(options: ServerOptions): ChorusServer {
     http: { headersTimeout: requestTimeout, connectionsCheckingInterval: Math.min(1000, requestTimeout) },
   });
 
-  app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, _request, reply) => {
-    if (error instanceof ApiError) return reply.status(error.status).send(error.body());
+  // Per request (keyed by the Node request), what the log line reports besides the status.
+  const failures = new WeakMap<object, string>();
+  const generations = new WeakMap<object, Promise<GenerationEnd>>();
+  const fail = (request: FastifyRequest, error: ApiError): ApiError => {
+    failures.set(request.raw, `${error.code ?? error.type}: ${error.message}`);
+    return error;
+  };
+  app.addHook("onRequest", async (request, reply) => {
+    const started = performance.now();
+    reply.raw.once("close", () => {
+      const ms = performance.now() - started;
+      const status = reply.raw.statusCode;
+      const finished = reply.raw.writableFinished;
+      // A generation's cleanup may finish just after its response closed.
+      void (generations.get(request.raw) ?? Promise.resolve(undefined)).then((generation) => {
+        const reason = failures.get(request.raw) ?? (finished ? undefined : "the client disconnected");
+        options.onRequestEnd?.({ method: request.method, url: request.url, status, ms, reason, generation });
+      });
+    });
+  });
+
+  app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, request, reply) => {
+    if (error instanceof ApiError) return reply.status(error.status).send(fail(request, error).body());
     const status = error.statusCode ?? 500;
     const message =
       error.code === "FST_ERR_CTP_INVALID_JSON_BODY" || error.code === "FST_ERR_CTP_EMPTY_JSON_BODY"
@@ -97,11 +132,11 @@ export function createServer(options: ServerOptions): ChorusServer {
             ? "send the body as JSON with `Content-Type: application/json`"
             : error.message;
     const type = status >= 500 ? "server_error" : "invalid_request_error";
-    return reply.status(status).send(new ApiError(status, message, type, null, error.code ?? null).body());
+    return reply.status(status).send(fail(request, new ApiError(status, message, type, null, error.code ?? null)).body());
   });
   app.setNotFoundHandler((request, reply) => {
     const error = new ApiError(404, `no route ${request.method} ${request.url}; see GET /v1/models, POST /v1/completions, POST /v1/chat/completions`, "not_found_error");
-    return reply.status(404).send(error.body());
+    return reply.status(404).send(fail(request, error).body());
   });
 
   const checkKey = options.apiKey === undefined ? undefined : bearerCheck(options.apiKey);
@@ -173,6 +208,8 @@ export function createServer(options: ServerOptions): ChorusServer {
     openResponses.add(closed);
     void closed.then(() => openResponses.delete(closed));
     const release = await model.queue.acquire(controller.signal);
+    let ended!: (end: GenerationEnd) => void;
+    generations.set(reply.request.raw, new Promise((resolve) => (ended = resolve)));
     running.add(controller);
     const started = performance.now();
     const progress = { steps: 0, outcome: "failed" as GenerationEnd["outcome"] };
@@ -225,7 +262,9 @@ export function createServer(options: ServerOptions): ChorusServer {
       running.delete(controller);
       release();
       if (controller.signal.aborted && progress.outcome !== "done") progress.outcome = "cancelled";
-      options.onGenerationEnd?.({ model: model.id, stream: generation.stream, steps: progress.steps, outcome: progress.outcome, ms: performance.now() - started });
+      const end: GenerationEnd = { model: model.id, stream: generation.stream, steps: progress.steps, outcome: progress.outcome, ms: performance.now() - started };
+      ended(end);
+      options.onGenerationEnd?.(end);
     }
   }
 
@@ -274,7 +313,7 @@ export function createServer(options: ServerOptions): ChorusServer {
       progress.outcome = "done";
     } catch (error) {
       if (signal.aborted && raw.destroyed) return;
-      send(toApiError(signal.aborted ? SHUTTING_DOWN() : error, generation.promptParam, false).body());
+      send(fail(reply.request, toApiError(signal.aborted ? SHUTTING_DOWN() : error, generation.promptParam, false)).body());
     }
     if (!raw.destroyed) raw.end("data: [DONE]\n\n");
   }
