@@ -79,6 +79,15 @@ describe("server hardening", () => {
     assert.equal((await rawRequest(served.url, "GET", "/")).status, 200);
   });
 
+  test("a generation that fills a member's context answers 200 with finish_reason 'length' and its text (it was 502 member_failed)", async () => {
+    const request = { model: "pair", prompt: "Lily and Ben", max_tokens: 600, temperature: 0.5, seed: 13 };
+    const answer = await rawRequest(served.url, "POST", "/v1/completions", { headers: { ...json, authorization: `Bearer ${KEY}` }, body: JSON.stringify(request) });
+    assert.equal(answer.status, 200, answer.body);
+    const completion = JSON.parse(answer.body) as { choices: { text: string; finish_reason: string }[] };
+    assert.equal(completion.choices[0]!.finish_reason, "length");
+    assert.ok(completion.choices[0]!.text.length > 1000);
+  });
+
   test("an empty API key is refused when the server is created, not read as 'no authentication'", () => {
     assert.throws(() => createServer({ models: [{ id: "pair", ensemble }], apiKey: "" }), /API key is empty/);
     assert.throws(() => createServer({ models: [{ id: "pair", ensemble }], apiKey: " key" }), /whitespace/);
