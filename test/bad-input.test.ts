@@ -33,7 +33,10 @@ describe("bad input gets a clear error, never a crash", () => {
     try {
       // llama.cpp rounds the context up to 256 tokens.
       const long = "Once upon a time there was a little girl who liked to play in the park with her dog every day. ".repeat(20);
-      await assert.rejects(ensemble.generate({ text: long }), /member 's260k'.*the prompt is \d+ tokens but this member's context holds 256/);
+      // 1 900 bytes: refused from its length alone (s260k's longest token is 7 bytes).
+      await assert.rejects(ensemble.generate({ text: long }), /member 's260k'.*the prompt is at least 273 tokens \(1900 bytes, and no token of this member spells more than 7\) but this member's context holds 256/);
+      // Short enough to pass that bound, too long once tokenized.
+      await assert.rejects(ensemble.generate({ text: long.slice(0, 1500) }), /member 's260k'.*the prompt is \d+ tokens but this member's context holds 256/);
       await assert.rejects(ensemble.generate({ text: "Hi" }, { only: "nobody" }), /no member has that name/);
       await assert.rejects(ensemble.generate({ text: "Hi" }, { weights: [1] }), /expected 2 weights/);
     } finally {

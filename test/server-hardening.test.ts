@@ -39,6 +39,27 @@ function halfSentRequest(url: string): Promise<{ socket: net.Socket; received: P
   });
 }
 
+/**
+ * Sends `body` to /v1/completions and, until the answer comes, asks /health every 20 ms; returns
+ * the answer and the longest a /health reply took from when it was due. The server runs in this
+ * process, so while its event loop is stuck the poll is stuck too and the wait counts.
+ */
+async function refusedWhileHealthy(url: string, body: string): Promise<{ status: number; answer: { error: { code: string; message: string } }; slowestHealthMs: number }> {
+  let done = false;
+  let slowest = 0;
+  const polling = (async () => {
+    while (!done) {
+      const due = performance.now() + 20;
+      await new Promise((r) => setTimeout(r, 20));
+      assert.equal((await rawRequest(url, "GET", "/health")).status, 200);
+      slowest = Math.max(slowest, performance.now() - due);
+    }
+  })();
+  const response = await rawRequest(url, "POST", "/v1/completions", { headers: json, body }).finally(() => (done = true));
+  await polling;
+  return { status: response.status, answer: JSON.parse(response.body) as { error: { code: string; message: string } }, slowestHealthMs: slowest };
+}
+
 /** `promise`, or a rejection naming `what` after `ms` (so a hang fails the test instead of stalling it). */
 function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
   let timer: NodeJS.Timeout;
@@ -154,6 +175,39 @@ describe("server hardening", () => {
       assert.equal(ends.length, 7, "one report per request");
     } finally {
       await logged.close();
+    }
+  });
+
+  test("a 900 KB CJK prompt is refused in milliseconds, from its length alone, and /health keeps answering", async () => {
+    const open = await startServer({ models: [{ id: "pair", ensemble }] });
+    try {
+      const prompt = "中文字符測試".repeat(51_200); // 921 600 bytes, under the default 1 MiB body limit
+      const started = performance.now();
+      const { status, answer, slowestHealthMs } = await refusedWhileHealthy(open.url, JSON.stringify({ model: "pair", prompt }));
+      assert.equal(status, 400);
+      assert.equal(answer.error.code, "context_length_exceeded");
+      assert.ok(slowestHealthMs < 1000, `/health took ${Math.round(slowestHealthMs)} ms`);
+      assert.match(answer.error.message, /member 's260k': the prompt is at least 131\d{3} tokens \(921600 bytes, and no token of this member spells more than 7\) but this member's context holds 512/);
+      assert.ok(performance.now() - started < 10_000, `refused after ${Math.round(performance.now() - started)} ms`);
+    } finally {
+      await open.close();
+    }
+  });
+
+  test("a prompt that passes the length bound but is slow to tokenize (CJK byte by byte on s260k) stops at the context, and /health keeps answering", async () => {
+    // A 32k context lets 150 KB of CJK pass the bound (at least 21 943 tokens); whole, it took llama.cpp seconds to tokenize, twice.
+    const roomy = await Ensemble.create({ members: PAIR, threads: 1, contextSize: 32_768 });
+    const open = await startServer({ models: [{ id: "pair", ensemble: roomy }] });
+    try {
+      const prompt = "中文字符測試".repeat(8_534); // 153 612 bytes
+      const { status, answer, slowestHealthMs } = await refusedWhileHealthy(open.url, JSON.stringify({ model: "pair", prompt }));
+      assert.equal(status, 400);
+      assert.equal(answer.error.code, "context_length_exceeded");
+      assert.ok(slowestHealthMs < 1000, `/health took ${Math.round(slowestHealthMs)} ms`);
+      assert.match(answer.error.message, /member 's260k': the prompt is more than 32768 tokens but this member's context holds 32768/);
+    } finally {
+      await open.close();
+      await roomy.dispose();
     }
   });
 });
