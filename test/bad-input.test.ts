@@ -69,6 +69,8 @@ describe("bad input gets a clear error, never a crash", () => {
     });
     try {
       assert.throws(() => member.promptTokens({ messages: [{ role: "user", content: "snow ☃" }] }), /member 'ts656k'.*"☃".*cannot encode/);
+      // A chat prompt too long for the context is refused from its rendered length, before llama.cpp tokenizes it.
+      assert.throws(() => member.promptTokens({ messages: [{ role: "user", content: "Lily and Ben ".repeat(80_000) }] }), /member 'ts656k': the prompt is at least \d+ tokens \(1040001 bytes, and no token of this member spells more than \d+\) but this member's context holds 512/);
       const ok = member.promptTokens({ messages: [{ role: "user", content: "Once upon a time" }] });
       assert.ok(ok.prefix.length > 3);
       // A member left out of the vote is not asked to tokenize the prompt at all.

@@ -75,7 +75,7 @@ export function tokenizeExact(
  * Tokenizes a run window by window: each window's tokens are kept up to a boundary at least
  * WINDOW_OVERLAP bytes before its end (next to a space when there is one, where vocabularies
  * start or end words), and the next window starts there, so the tokens are the ones the whole
- * run gets wherever tokenization is local (checked against whole runs on 14 vocabularies).
+ * run gets wherever tokenization is local (checked against whole runs on the 16 vocabularies in ../shared).
  * Returns false when it stopped before the end, past `limit` tokens.
  */
 function encodeWindowed(run: TokenRun, vocab: Vocabulary, raw: RawTokenizer, bytes: string, mode: "start" | "continuation", windowBytes: number, limit: number): boolean {
