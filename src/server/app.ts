@@ -324,7 +324,9 @@ export function createServer(options: ServerOptions): ChorusServer {
     for (const controller of running) controller.abort(SHUTTING_DOWN());
     // An ended generation stops after its current step, then writes its error event and [DONE].
     while (running.size > 0) await sleep(20);
-    await Promise.race([Promise.all(openResponses), sleep(FLUSH_MS)]);
+    let flushTimer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(openResponses), new Promise((resolve) => (flushTimer = setTimeout(resolve, FLUSH_MS)))]);
+    clearTimeout(flushTimer);
     const closed = app.close();
     // Connections still sending a request (or idle) would hold the close open for as long as their clients like.
     app.server.closeAllConnections();
