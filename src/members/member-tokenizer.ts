@@ -61,7 +61,7 @@ export class MemberTokenizer {
       const text = "text" in prompt ? prompt.text : plainConversation(prompt.messages);
       const bytes = textToSurface(text);
       const prefix = bos === null ? [] : [bos];
-      this.assertCanFit(bytes.length, maxSurfaceLength(this.vocabulary), prefix.length, contextSize);
+      this.assertCanFit(bytes.length, this.longestToken(), prefix.length, contextSize);
       const run = this.guard(() => {
         try {
           return tokenizeExact(this.vocabulary, this.rawTokenize, bytes, "start", { maxTokens: contextSize - prefix.length });
@@ -78,7 +78,7 @@ export class MemberTokenizer {
       bosToken: this.source.bosText,
       eosToken: this.source.eosText,
     });
-    const longest = Math.max(maxSurfaceLength(this.vocabulary), this.source.longestSpecialText);
+    const longest = Math.max(this.longestToken(), this.source.longestSpecialText);
     this.assertCanFit(Buffer.byteLength(rendered, "utf8"), longest, bos === null ? 0 : 1, contextSize);
     this.assertEncodable(rendered);
     const ids = this.guard(() => this.source.tokenizeWithSpecials(rendered));
@@ -87,6 +87,11 @@ export class MemberTokenizer {
   }
 
   private readonly rawTokenize = (text: string): readonly number[] => this.source.tokenizePlain(text);
+
+  /** The most bytes one token of a plain text stands for: its longest surface, or an unknown token's character (up to 4 bytes). */
+  private longestToken(): number {
+    return Math.max(maxSurfaceLength(this.vocabulary), 4);
+  }
 
   /** Refuses a prompt whose bytes alone prove it takes more tokens than the context holds. */
   private assertCanFit(bytes: number, longestToken: number, prefix: number, contextSize: number): void {
@@ -137,7 +142,7 @@ export function ggufTokenizerSource(model: LlamaModel): TokenizerSource {
 }
 
 /** Control tokens have no surface (they stand for no text), but a chat prompt spells them out. */
-export function longestControlText(vocabulary: Vocabulary, tokens: readonly string[] | undefined): number {
+function longestControlText(vocabulary: Vocabulary, tokens: readonly string[] | undefined): number {
   let longest = 0;
   if (!tokens) return longest;
   for (let id = 0; id < vocabulary.size; id++) {
