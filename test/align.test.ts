@@ -4,8 +4,8 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
+import { execFile, spawnSync } from "node:child_process";
+import { appendFileSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -150,6 +150,46 @@ describe("alignment cache", () => {
     const noted = await prepareAlignment(spec, { cacheDir: path.join(blocker, "sub"), cacheWriteErrors: "note", onNote: (n) => notes.push(n) });
     assert.equal(noted.source, "built");
     assert.match(notes.at(-1)!, /without caching/);
+  });
+
+  test("whatever sits at the cache file's path is checked before it is read: a device, a FIFO, a directory, a file longer than its header says", async () => {
+    const dir = path.join(cacheDir, "c3");
+    const { file } = await prepareAlignment(spec, { cacheDir: dir });
+    const size = statSync(file!).size;
+    const notes: string[] = [];
+    const prepare = (options: Parameters<typeof prepareAlignment>[1] = {}) => prepareAlignment(spec, { cacheDir: dir, onNote: (n) => notes.push(n), ...options });
+
+    rmSync(file!);
+    symlinkSync("/dev/zero", file!);
+    assert.equal((await prepare()).source, "built");
+    assert.match(notes.at(-1)!, /is unusable \(it is a character device, not a regular file; remove it\); rebuilding/);
+    assert.ok(lstatSync(file!).isFile() && statSync(file!).size === size, "the rebuilt file replaced the link");
+
+    rmSync(file!);
+    assert.equal(spawnSync("mkfifo", [file!]).status, 0);
+    assert.equal((await prepare()).source, "built");
+    assert.match(notes.at(-1)!, /it is a FIFO, not a regular file/);
+    assert.equal((await prepare()).source, "cache");
+
+    appendFileSync(file!, "more");
+    assert.equal((await prepare()).source, "built");
+    assert.match(notes.at(-1)!, new RegExp(`the file is ${size + 4} bytes but its header describes ${size}`));
+
+    rmSync(file!);
+    mkdirSync(file!);
+    await assert.rejects(prepare({ cacheWriteErrors: "throw" }), (error: Error) => {
+      assert.match(notes.at(-1)!, /it is a directory, not a regular file/);
+      assert.equal(error.message, `cannot write the alignment cache in ${dir}: a directory sits at ${file}, where the cache file goes — remove it`);
+      return true;
+    });
+    rmSync(file!, { recursive: true });
+  });
+
+  test("a cache directory under /proc is refused at once (Node's recursive mkdir spins forever there)", async () => {
+    await assert.rejects(
+      prepareAlignment(spec, { cacheDir: "/proc/chorus-cache/x", cacheWriteErrors: "throw" }),
+      { message: "cannot write the alignment cache in /proc/chorus-cache/x: /proc is on procfs, a kernel pseudo file system that holds no ordinary files — point CHORUS_CACHE / cacheDir at a writable directory" },
+    );
   });
 
   test("members that spell no token alike: EVA and DeePEn say so and suggest GaC or UniTE", async () => {

@@ -33,7 +33,10 @@ describe("bad input gets a clear error, never a crash", () => {
     try {
       // llama.cpp rounds the context up to 256 tokens.
       const long = "Once upon a time there was a little girl who liked to play in the park with her dog every day. ".repeat(20);
-      await assert.rejects(ensemble.generate({ text: long }), /member 's260k'.*the prompt is \d+ tokens but this member's context holds 256/);
+      // 1 900 bytes: refused from its length alone (s260k's longest token is 7 bytes).
+      await assert.rejects(ensemble.generate({ text: long }), /member 's260k'.*the prompt is at least 273 tokens \(1900 bytes, and no token of this member spells more than 7\) but this member's context holds 256/);
+      // Short enough to pass that bound, too long once tokenized.
+      await assert.rejects(ensemble.generate({ text: long.slice(0, 1500) }), /member 's260k'.*the prompt is \d+ tokens but this member's context holds 256/);
       await assert.rejects(ensemble.generate({ text: "Hi" }, { only: "nobody" }), /no member has that name/);
       await assert.rejects(ensemble.generate({ text: "Hi" }, { weights: [1] }), /expected 2 weights/);
     } finally {
@@ -66,6 +69,8 @@ describe("bad input gets a clear error, never a crash", () => {
     });
     try {
       assert.throws(() => member.promptTokens({ messages: [{ role: "user", content: "snow ☃" }] }), /member 'ts656k'.*"☃".*cannot encode/);
+      // A chat prompt too long for the context is refused from its rendered length, before llama.cpp tokenizes it.
+      assert.throws(() => member.promptTokens({ messages: [{ role: "user", content: "Lily and Ben ".repeat(80_000) }] }), /member 'ts656k': the prompt is at least \d+ tokens \(1040001 bytes, and no token of this member spells more than \d+\) but this member's context holds 512/);
       const ok = member.promptTokens({ messages: [{ role: "user", content: "Once upon a time" }] });
       assert.ok(ok.prefix.length > 3);
       // A member left out of the vote is not asked to tokenize the prompt at all.

@@ -6,7 +6,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { S260K, TS656K } from "./helpers/models.js";
+import { S260K, TINYSTORIES_DEV, TS656K } from "./helpers/models.js";
 
 const run = promisify(execFile);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -88,6 +88,13 @@ describe("chorus generate", () => {
     assert.match(only.stderr, /no member has that name/);
     const weights = await chorus("generate", "-c", example, "Hi", "--weights", "1");
     assert.match(weights.stderr, /expected 2 numbers/);
+    const stop = await chorus("generate", "-c", example, "Hi", "--stop", "\n", "--stop", "");
+    assert.equal(stop.code, 1);
+    assert.equal(stop.stdout, "");
+    assert.match(stop.stderr, /--stop <text>' argument '' is invalid\. a stop string must not be empty/);
+    const infinite = await chorus("eval", "-c", example, "--task", "next-word", "--data", TINYSTORIES_DEV, "--weights", "Infinity,1");
+    assert.equal(infinite.code, 1);
+    assert.match(infinite.stderr, /--weights must be a comma-separated list of numbers ≥ 0, got 'Infinity'/);
     const missing = await chorus("generate", "-c", path.join(dir, "none.yaml"), "Hi");
     assert.equal(missing.code, 1);
     assert.doesNotMatch(missing.stderr, /at .*\.js:\d+/, "no stack traces");

@@ -412,6 +412,31 @@ test('JSON syntax errors are reported with line:column', async () => {
   assert.doesNotMatch(error.message, /\n/);
 });
 
+test('JSON configs with a key twice in one object are refused with the key and where it is', async () => {
+  const members = `[{"name": "a", "model": ${JSON.stringify(S260K)}, "weight": 1, "weight": 0}]`;
+  const file = write('duplicate.json', `{\n  "method": "gac",\n  "members": ${members},\n  "m\\u0065thod": "unite"\n}\n`);
+  const error = await configErrorAsync(loadEnsembleConfig(file, { env: {} }));
+  assert.deepEqual(
+    error.issues.map((i) => [i.path, i.message]),
+    [
+      [`3:${members.indexOf('"weight": 0') + 14}`, 'duplicate key "weight" in the same object (JSON would keep only the last one) — remove one of them'],
+      ['4:3', 'duplicate key "method" in the same object (JSON would keep only the last one) — remove one of them'],
+    ],
+  );
+  // The same keys in different objects are fine.
+  const ok = write('distinct.json', JSON.stringify({ method: 'gac', members: [{ name: 'a', model: S260K }, { name: 'b', model: S260K }] }));
+  assert.equal((await loadEnsembleConfig(ok, { env: {} })).members.length, 2);
+});
+
+test('weights that are not finite numbers are refused in every config form', async () => {
+  const member = (weight: string) => `{"name": "a", "model": ${JSON.stringify(S260K)}, "weight": ${weight}}`;
+  for (const [name, text] of [['inf.json', `{"method": "gac", "members": [${member('1e999')}]}`], ['nan.yaml', `method: gac\nmembers: [${member('.nan')}]\n`], ['inf.yaml', `method: gac\nmembers: [${member('-.inf')}]\n`]] as const) {
+    const error = await configErrorAsync(loadEnsembleConfig(write(name, text), { env: {} }));
+    assert.match(issueAt(error, 'members[0].weight').message, /expected a number, got (-?Infinity|NaN)/, name);
+  }
+  assert.throws(() => parseEnsembleConfig({ method: 'gac', members: [{ name: 'a', model: S260K, weight: Number.NaN }] }), /members\[0\]\.weight: expected a number, got NaN/);
+});
+
 test('schema issues from a YAML file carry their line', async () => {
   const file = write('lines.yaml', `method: gac\nmembers:\n  - name: a\n    model: ${S260K}\n    weight: -2\n`);
   const error = await configErrorAsync(loadEnsembleConfig(file, { env: {} }));

@@ -4,6 +4,7 @@ import type { Token } from "node-llama-cpp";
 import { Ensemble } from "../src/engine/ensemble.js";
 import { LlamaMember, loadLlama } from "../src/members/llama.js";
 import { PAIR, S260K, TS656K } from "./helpers/models.js";
+import { textToSurface } from "../src/tokens/vocabulary.js";
 
 const PROMPTS = ["Once upon a time, there was a little", "The dog ran to the park and", "Lily and Ben"];
 
@@ -145,6 +146,22 @@ describe("engine on the shared TinyStories pair", () => {
     const result = await pair.generate({ text: "Once upon a time, there was a little" }, { stop: ["Lily"], maxTokens: 40 });
     assert.equal(result.finishReason, "stop");
     assert.ok(!result.text.includes("Lily"), result.text);
+  });
+
+  test("a generation that fills a member's context ends with 'length' and keeps its text, even when the last piece is several of that member's tokens", async () => {
+    // These seeds chose, near the end of s260k's 512-token context, a piece of ts656k's that is
+    // several s260k tokens: counted before s260k re-tokenized it, the generation failed instead.
+    for (const [method, seed] of [["gac", 13], ["unite", 2]] as const) {
+      const options = { method, maxTokens: 600, sampling: { temperature: 0.5, seed } };
+      const result = await pair.generate({ text: "Lily and Ben" }, options);
+      assert.equal(result.finishReason, "length", `${method} seed ${seed}`);
+      assert.ok(result.steps > 200 && result.steps < 600, `${method} seed ${seed}: ${result.steps} steps`);
+      let streamed = "";
+      for await (const step of pair.stream({ text: "Lily and Ben" }, options)) streamed += step.text;
+      assert.equal(streamed, result.text);
+      const tokens = pair.members[0]!.tokenizeContinuation(textToSurface("Lily and Ben" + result.text));
+      assert.ok(tokens.ids.length > 480, `the text reaches the end of s260k's context (${tokens.ids.length} tokens)`);
+    }
   });
 });
 

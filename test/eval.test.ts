@@ -367,7 +367,16 @@ describe("chorus eval: bad input", () => {
     writeFileSync(file, "");
     const r = await chorus(...nextWordArgs(path.join(file, "out"), 2));
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /cannot create the output folder .*a-file\/out: a part of the path is a file, not a folder; choose another --out/);
+    assert.match(r.stderr, /the output folder cannot be used: .*a-file is a file, not a folder, so .*a-file\/out cannot be created; choose another --out/);
+  });
+
+  test("an output folder on a kernel pseudo file system is refused at once (Node's recursive mkdir spins forever under /proc)", async () => {
+    const r = await run(process.execPath, [...cliArgs, ...nextWordArgs("/proc/chorus-eval-out/x", 2)], { cwd: root, timeout: 60_000 }).then(
+      () => ({ code: 0, stderr: "" }),
+      (error: { code: number | null; signal?: string; stderr: string }) => ({ code: error.code, stderr: error.stderr + (error.signal ? ` (killed: ${error.signal})` : "") }),
+    );
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /the output folder cannot be used: \/proc is on procfs, a kernel pseudo file system that holds no ordinary files; choose another --out/);
   });
 
   test("resuming results made with other settings is refused with the difference; existing results need --resume", async () => {

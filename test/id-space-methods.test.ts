@@ -8,6 +8,8 @@ import assert from "node:assert/strict";
 import type { MemberCandidates } from "../src/methods/candidates.js";
 import { deepenStep, deepenTarget, klLossAndGradient, relativeSpace } from "../src/methods/deepen.js";
 import { evaStep } from "../src/methods/eva.js";
+import { gac } from "../src/methods/gac.js";
+import { unite } from "../src/methods/unite.js";
 import { buildRelative } from "../src/align/deepen-relative.js";
 import { locateEmbeddings, readMatrix } from "../src/align/gguf-tensors.js";
 import { sharedSurfaces } from "../src/align/shared-surfaces.js";
@@ -142,4 +144,29 @@ test("EVA: projection through the map, faithfulness filter, fallback to all", ()
   const three = evaStep([main, agreeing, outlier], 0, 2);
   assert.deepEqual(three.survived, [true, true, false]);
   assert.equal(three.combined.scores[3], 0.05 / 2);
+});
+
+test("every method scores the same with weights so large their sum overflows (1e308 each): only their ratios matter", async () => {
+  const huge = (weights: number[]) => weights.map((w) => w * 1e308);
+  const a = candidates([0.5, 0.3, 0.2], ["x", "y", "z"]);
+  const b = candidates([0.1, 0.6, 0.3], ["x", "y", "w"]);
+  assert.deepEqual(gac([a, b], huge([1, 1])).scores, gac([a, b], [1, 1]).scores);
+  const values = [Float64Array.from([0.5, 0.3, 0.2]), Float64Array.from([0.1, 0.6, 0.3])];
+  assert.deepEqual(unite(["x", "y", "z"], values, huge([1, 1])).scores, unite(["x", "y", "z"], values, [1, 1]).scores);
+
+  const b1 = new SparseRowsBuilder(3, 4);
+  b1.addRow([1], [0.9]);
+  b1.addRow([0, 2], [0.5, 0.5]);
+  b1.addRow([], []);
+  const map = b1.build();
+  const eva = (weights: number[]) =>
+    evaStep([{ candidates: candidates([0.5, 0.3, 0.15, 0.05]), ids: Int32Array.from([0, 1, 2, 3]), weight: weights[0]! }, { candidates: candidates([0.6, 0.4, 0]), ids: Int32Array.from([0, 1, 2]), map, weight: weights[1]! }], 0, 3);
+  assert.deepEqual(eva(huge([1, 1])).combined.scores, eva([1, 1]).combined.scores);
+
+  const [aux, main] = await spaces();
+  const voters = (weights: number[]) => [
+    { candidates: candidates(randomProbs(24, 7)), ids: Int32Array.from({ length: 24 }, (_, k) => 5 + k * 11), space: aux!, weight: weights[0]! },
+    { candidates: candidates(randomProbs(24, 99)), ids: Int32Array.from({ length: 24 }, (_, k) => 3 + k * 7), space: main!, weight: weights[1]! },
+  ];
+  assert.deepEqual(deepenTarget(voters(huge([1, 1])), main!.relative.columns), deepenTarget(voters([1, 1]), main!.relative.columns));
 });

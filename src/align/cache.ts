@@ -7,16 +7,22 @@
  * table) and of its embedding tensors' bytes: exactly what the alignment is computed from.
  */
 import { createHash } from "node:crypto";
-import { closeSync, openSync, readSync } from "node:fs";
-import { mkdir, open, readFile, rename, rm } from "node:fs/promises";
+import { closeSync, constants, openSync, readSync } from "node:fs";
+import { open, rename, rm, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { locateEmbeddings, rowBytes, type TensorLocation } from "./gguf-tensors.js";
 import { buildAlignment, methodParams, type Alignment, type AlignmentSpec, type AlignmentStats, type Progress } from "./alignment.js";
 import type { SparseRows } from "./sparse-rows.js";
+import { DirectoryError, ensureWritableDirectory, fileErrorReason } from "../files/writable-directory.js";
 
 const MAGIC = "CHORUSAL";
 const FORMAT_VERSION = 1;
+/** Magic, version and header length, before the JSON header. */
+const HEAD_BYTES = 16;
+const CHECKSUM_BYTES = 32;
+/** A header holds a few numbers per member; anything longer is not one of ours. */
+const MAX_HEADER_BYTES = 1 << 20;
 
 export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   return env.CHORUS_CACHE ?? path.join(env.XDG_CACHE_HOME ?? path.join(os.homedir(), ".cache"), "chorus", "align");
@@ -94,6 +100,70 @@ export function encodeAlignment(a: Alignment): Buffer[] {
   return parts;
 }
 
+/** The bytes the header says the file holds: head, header, each matrix's arrays, checksum. */
+function describedLength(jsonLength: number, header: Header): number {
+  let length = HEAD_BYTES + jsonLength + CHECKSUM_BYTES;
+  for (const m of header.matrices) if (m) length += 4 * (m.rows + 1) + 8 * m.entries;
+  return length;
+}
+
+/**
+ * Reads a cache file, or returns undefined when there is none. Whatever sits at the path is
+ * checked before it is read: a regular file (a FIFO would block, a device never end), whose size
+ * is the one its own header describes. Throws CacheError naming what is wrong.
+ */
+export async function readCacheFile(file: string): Promise<Buffer | undefined> {
+  let info;
+  try {
+    info = await stat(file);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw new CacheError(`cannot look at it: ${fileErrorReason(error)}`);
+  }
+  if (!info.isFile()) throw new CacheError(`it is ${fileKind(info)}, not a regular file; remove it`);
+  // O_NONBLOCK: should the path have become a FIFO since, opening it must not wait for a writer.
+  const handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK).catch((error: unknown) => {
+    throw new CacheError(`cannot open it: ${fileErrorReason(error)}`);
+  });
+  try {
+    const opened = await handle.stat();
+    if (!opened.isFile()) throw new CacheError(`it is ${fileKind(opened)}, not a regular file; remove it`);
+    const size = opened.size;
+    if (size < HEAD_BYTES + CHECKSUM_BYTES) throw new CacheError("not an alignment cache file (too short)");
+    const head = Buffer.alloc(HEAD_BYTES);
+    await handle.read(head, 0, HEAD_BYTES, 0);
+    if (head.toString("latin1", 0, 8) !== MAGIC) throw new CacheError("not an alignment cache file (bad magic)");
+    const jsonLength = head.readUInt32LE(12);
+    if (jsonLength > MAX_HEADER_BYTES || HEAD_BYTES + jsonLength + CHECKSUM_BYTES > size) throw new CacheError(`its header claims ${jsonLength} bytes, more than the file or any alignment holds`);
+    const json = Buffer.alloc(jsonLength);
+    await handle.read(json, 0, jsonLength, HEAD_BYTES);
+    let header: Header;
+    try {
+      header = JSON.parse(json.toString("utf8")) as Header;
+    } catch {
+      throw new CacheError("its header is not valid JSON (corrupt)");
+    }
+    if (typeof header !== "object" || header === null || !Array.isArray(header.matrices)) throw new CacheError("its header lists no matrices (corrupt)");
+    const expected = describedLength(jsonLength, header);
+    if (size !== expected) throw new CacheError(`the file is ${size} bytes but its header describes ${expected} (truncated or corrupt)`);
+    const bytes = Buffer.alloc(size);
+    const { bytesRead } = await handle.read(bytes, 0, size, 0);
+    if (bytesRead !== size) throw new CacheError("the file shrank while it was read");
+    return bytes;
+  } finally {
+    await handle.close();
+  }
+}
+
+function fileKind(info: { isDirectory(): boolean; isFIFO(): boolean; isCharacterDevice(): boolean; isBlockDevice(): boolean; isSocket(): boolean }): string {
+  if (info.isDirectory()) return "a directory";
+  if (info.isFIFO()) return "a FIFO";
+  if (info.isCharacterDevice()) return "a character device";
+  if (info.isBlockDevice()) return "a block device";
+  if (info.isSocket()) return "a socket";
+  return "not a regular file";
+}
+
 /** Decodes a cache file's bytes; throws CacheError naming what is wrong. */
 export function decodeAlignment(bytes: Buffer): Alignment {
   if (bytes.length < 16 + 32 || bytes.toString("latin1", 0, 8) !== MAGIC) throw new CacheError("not an alignment cache file (bad magic or too short)");
@@ -142,6 +212,26 @@ async function writeAtomically(file: string, parts: Buffer[]): Promise<void> {
   }
 }
 
+/** What went wrong writing the cache, and the fix for that. */
+function cacheWriteProblem(error: unknown, file: string): string {
+  const elsewhere = "point CHORUS_CACHE / cacheDir at a writable directory";
+  if (error instanceof DirectoryError) return `${error.message} — ${elsewhere}`;
+  switch ((error as NodeJS.ErrnoException).code) {
+    case "ENOSPC":
+    case "EDQUOT":
+      return `${fileErrorReason(error)} — free space, or ${elsewhere} on another disk`;
+    case "EACCES":
+    case "EPERM":
+      return `permission denied — fix the directory's permissions, or ${elsewhere}`;
+    case "EROFS":
+      return `the file system is read-only — ${elsewhere}`;
+    case "EISDIR":
+      return `a directory sits at ${file}, where the cache file goes — remove it`;
+    default:
+      return `${fileErrorReason(error)} — ${elsewhere}`;
+  }
+}
+
 export interface PrepareOptions {
   /** Cache directory; default $CHORUS_CACHE or ~/.cache/chorus/align. `false`: build without caching. */
   readonly cacheDir?: string | false;
@@ -168,10 +258,9 @@ export async function prepareAlignment(spec: AlignmentSpec, options: PrepareOpti
   if (!options.rebuild) {
     let bytes: Buffer | undefined;
     try {
-      bytes = await readFile(file);
+      bytes = await readCacheFile(file);
     } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code !== "ENOENT") options.onNote?.(`cannot read the alignment cache ${file} (${code}); rebuilding`);
+      options.onNote?.(`alignment cache ${file} is unusable (${(error as Error).message}); rebuilding`);
     }
     if (bytes) {
       try {
@@ -185,12 +274,10 @@ export async function prepareAlignment(spec: AlignmentSpec, options: PrepareOpti
   }
   const alignment = await buildAlignment(spec, options.onProgress);
   try {
-    await mkdir(dir, { recursive: true });
+    ensureWritableDirectory(dir);
     await writeAtomically(file, encodeAlignment(alignment));
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
-    const why = code === "ENOSPC" ? "the disk is full" : code === "EACCES" || code === "EPERM" || code === "EROFS" ? "no permission to write there" : String(code);
-    const message = `cannot write the alignment cache in ${dir} (${why}) — free space, fix the permissions, or point CHORUS_CACHE / cacheDir at a writable directory`;
+    const message = `cannot write the alignment cache in ${dir}: ${cacheWriteProblem(error, file)}`;
     if (options.cacheWriteErrors === "note") {
       options.onNote?.(`${message}; using the alignment without caching it`);
       return { alignment, source: "built" };

@@ -53,6 +53,10 @@ export const parseNumber = (name: string, check: (n: number) => boolean, expecte
 };
 const integer = (name: string, min: number) => parseNumber(name, (n) => Number.isInteger(n) && n >= min, `an integer ≥ ${min}`);
 const collect = (value: string, previous: string[] = []) => [...previous, value];
+const collectStop = (value: string, previous: string[] = []) => {
+  if (value === "") throw new InvalidArgumentError("a stop string must not be empty (it would stop before the first character); give the text to stop at, e.g. --stop '\\n\\n'");
+  return [...previous, value];
+};
 
 /** Registers `-c`, `-m` and the flags for the config's fields on a command. */
 export function addEnsembleOptions(command: Command, set: EnsembleOptionSet = {}): Command {
@@ -85,7 +89,7 @@ export function addEnsembleOptions(command: Command, set: EnsembleOptionSet = {}
       .option("--top-p <p>", "nucleus sampling mass (default 1 = off)", parseNumber("--top-p", (n) => n > 0 && n <= 1, "in (0, 1]"))
       .option("--top-k <k>", "sample among the k most likely texts (default 0 = all)", integer("--top-k", 0))
       .option("--seed <s>", "sampling seed: the same seed gives the same text", parseNumber("--seed", Number.isInteger, "an integer"))
-      .option("--stop <text>", "stop string (repeatable)", collect);
+      .option("--stop <text>", "stop string (repeatable)", collectStop);
   }
   return command;
 }

@@ -2,9 +2,10 @@ import type { Command } from "commander";
 import { InvalidArgumentError } from "commander";
 import { addEnsembleOptions, ensembleFromOptions, type CommandEnsemble } from "./ensemble-options.js";
 import { Ensemble } from "../engine/ensemble.js";
-import { createServer } from "../server/app.js";
+import { createServer, DEFAULT_BODY_LIMIT, DEFAULT_REQUEST_TIMEOUT_MS, type RequestEnd } from "../server/app.js";
 import { formatBackend } from "../members/backend.js";
 import { prepareBackend } from "./backend.js";
+import { apiKeyProblem } from "../server/api-key.js";
 
 interface ServeFlags {
   host: string;
@@ -13,12 +14,13 @@ interface ServeFlags {
   name?: string;
   queueSize: number;
   bodyLimit: number;
+  requestTimeout: number;
   drainTimeout: number;
 }
 
 const integer = (name: string, min: number) => (value: string) => {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}, got '${value}'`);
+  if (value.trim() === "" || !Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}, got '${value}'`);
   return n;
 };
 
@@ -32,24 +34,26 @@ export function registerServe(program: Command): void {
     .option("--api-key <key>", "require `Authorization: Bearer <key>` on /v1/* (default: $CHORUS_API_KEY, else none)")
     .option("--name <id>", "the model id clients ask for (default: the config file's name without extension, or the members' names joined by +)")
     .option("--queue-size <n>", "requests that may wait while one generates; more get 429", integer("--queue-size", 0), 16)
-    .option("--body-limit <bytes>", "largest request body", integer("--body-limit", 1024), 1024 * 1024)
-    .option("--drain-timeout <ms>", "on SIGTERM, how long running generations may finish before they are ended", integer("--drain-timeout", 0), 30_000)
+    .option("--body-limit <bytes>", "largest request body", integer("--body-limit", 1024), DEFAULT_BODY_LIMIT)
+    .option("--request-timeout <ms>", "most time a client may take to send a whole request (headers and body); slower ones get 408", integer("--request-timeout", 1), DEFAULT_REQUEST_TIMEOUT_MS)
+    .option("--drain-timeout <ms>", "on SIGTERM/SIGINT, how long running generations may finish before they are ended (a second signal ends them at once)", integer("--drain-timeout", 0), 30_000)
     .action(async (flags: ServeFlags, self: Command) => {
       await runServe(flags, await ensembleFromOptions(self));
     });
 }
 
 async function runServe(flags: ServeFlags, { config, label }: CommandEnsemble): Promise<void> {
+  const apiKey = chosenApiKey(flags.apiKey, process.env.CHORUS_API_KEY);
   const id = flags.name ?? label;
   await prepareBackend(config);
   const ensemble = await Ensemble.create(config);
   const server = createServer({
     models: [{ id, ensemble }],
-    apiKey: flags.apiKey ?? (process.env.CHORUS_API_KEY || undefined),
+    apiKey,
     queueSize: flags.queueSize,
     bodyLimit: flags.bodyLimit,
-    onGenerationEnd: (e) =>
-      process.stderr.write(`chorus: ${e.model} ${e.stream ? "stream" : "request"} ${e.outcome}: ${e.steps} steps in ${Math.round(e.ms)} ms\n`),
+    requestTimeout: flags.requestTimeout,
+    onRequestEnd: (e) => process.stderr.write(`chorus: ${requestLine(e)}\n`),
   });
   let address: string;
   try {
@@ -61,17 +65,46 @@ async function runServe(flags: ServeFlags, { config, label }: CommandEnsemble): 
   process.stderr.write(`chorus: serving model '${id}' (${ensemble.members.map((m) => m.name).join(" + ")}) at ${address}\n`);
   process.stderr.write(`chorus: ${formatBackend(ensemble.backend)}\n`);
   await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      process.stderr.write(`chorus: ${signal}: finishing ${server.inFlight()} request(s), then exiting\n`);
-      server
-        .drain(flags.drainTimeout)
-        .then(() => ensemble.dispose())
-        .then(resolve, (error: Error) => {
-          process.stderr.write(`chorus: shutdown: ${error.message}\n`);
-          resolve();
-        });
+    let signals = 0;
+    // First signal: drain. Second: end running generations now, still with an error event and [DONE]. Third: exit at once.
+    const stop = (signal: NodeJS.Signals) => {
+      signals++;
+      if (signals === 1) {
+        process.stderr.write(`chorus: ${signal}: finishing ${server.inFlight()} request(s), then exiting\n`);
+        server
+          .drain(flags.drainTimeout)
+          .then(() => ensemble.dispose())
+          .then(resolve, (error: Error) => {
+            process.stderr.write(`chorus: shutdown: ${error.message}\n`);
+            resolve();
+          });
+      } else if (signals === 2) {
+        process.stderr.write(`chorus: ${signal} again: ending ${server.inFlight()} request(s) now (once more to exit at once)\n`);
+        void server.drain(0);
+      } else {
+        process.exit(signal === "SIGINT" ? 130 : 143);
+      }
     };
-    process.once("SIGTERM", () => stop("SIGTERM"));
-    process.once("SIGINT", () => stop("SIGINT"));
+    process.on("SIGTERM", stop);
+    process.on("SIGINT", stop);
   });
+}
+
+/** --api-key, else $CHORUS_API_KEY; either one set but empty is a mistake, not "no authentication". */
+function chosenApiKey(flag: string | undefined, env: string | undefined): string | undefined {
+  const [key, source] = flag !== undefined ? [flag, "--api-key"] : [env, "CHORUS_API_KEY"];
+  if (key === undefined) return undefined;
+  const problem = apiKeyProblem(key);
+  if (problem) throw new Error(`${source}: ${problem}`);
+  return key;
+}
+
+/** One log line per request: `POST /v1/completions 200 812 ms · tiny stream done: 30 steps`, then the reason it failed, if it did. */
+function requestLine(e: RequestEnd): string {
+  const url = e.url.length > 200 ? `${e.url.slice(0, 200)}…` : e.url;
+  const parts = [`${e.method} ${url} ${e.status} ${Math.round(e.ms)} ms`];
+  const g = e.generation;
+  if (g) parts.push(`${g.model} ${g.stream ? "stream" : "request"} ${g.outcome}: ${g.steps} steps`);
+  if (e.reason) parts.push(e.reason);
+  return parts.join(" · ");
 }

@@ -193,7 +193,9 @@ function syntaxIssue(kind: string, detail: string, pos: { line: number; column: 
 
 function parseJson(text: string): Parsed {
   try {
-    return { value: JSON.parse(text) as unknown };
+    const value = JSON.parse(text) as unknown;
+    const duplicates = duplicateKeyIssues(text);
+    return duplicates.length > 0 ? { issues: duplicates } : { value };
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     const lineCol = /line (\d+) column (\d+)/.exec(message);
@@ -217,6 +219,28 @@ function parseJson(text: string): Parsed {
       .replace(/\r?\n/g, '\\n');
     return { issues: [syntaxIssue('JSON', detail, pos ?? lineColumnAt(text, text.length))] };
   }
+}
+
+/**
+ * JSON.parse keeps the last of two equal keys in an object, silently; YAML refuses them. The YAML
+ * parser (JSON is YAML) finds them in valid JSON, escapes included.
+ */
+function duplicateKeyIssues(text: string): ConfigIssue[] {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false });
+  return doc.errors
+    .filter((error) => error.code === 'DUPLICATE_KEY')
+    .map((error) => {
+      const lp = lineCounter.linePos(error.pos[0]);
+      const token = /^"(?:[^"\\]|\\.)*"/.exec(text.slice(error.pos[0]))?.[0];
+      const key = token === undefined ? 'a key' : JSON.stringify(JSON.parse(token));
+      return {
+        path: `${lp.line}:${lp.col}`,
+        line: lp.line,
+        column: lp.col,
+        message: `duplicate key ${key} in the same object (JSON would keep only the last one) — remove one of them`,
+      };
+    });
 }
 
 function parseYaml(text: string): Parsed {

@@ -152,7 +152,7 @@ export class Generation {
     const { settings } = this;
     while (this.completionTokens < settings.maxTokens && this.steps < settings.maxSteps) {
       if (settings.signal?.aborted) throw settings.signal.reason ?? new Error("aborted");
-      if (this.active.some((i) => this.tracks[i]!.tokenCount + 2 > this.members[i]!.contextSize)) break;
+      if (this.contextFull()) break;
       let vote: Vote;
       try {
         vote = await this.vote();
@@ -168,6 +168,21 @@ export class Generation {
     const tail = this.output.next(this.text, true);
     if (tail && this.finishReason === "length") yield { index: this.steps, text: tail, bytes: "", ensembled: false, escalations: 0 };
     return this.result();
+  }
+
+  /**
+   * Whether a voting member's context cannot take another step, counted on its own tokens for the
+   * text as it is now: a piece another member chose may be several tokens for this one.
+   */
+  private contextFull(): boolean {
+    const syncStart = performance.now();
+    const full = this.active.some((i) => {
+      const track = this.tracks[i]!;
+      track.catchUp(this.text);
+      return track.tokenCount + 2 > this.members[i]!.contextSize;
+    });
+    this.timings.syncMs += performance.now() - syncStart;
+    return full;
   }
 
   /** Members on failed machines (`onFailure: drop`) leave; the step starts again without them. */

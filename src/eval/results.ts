@@ -3,8 +3,9 @@
  * appended as soon as it is known, so a killed run loses nothing; `run.json` records the settings
  * the results were made with, so `--resume` never mixes results from different settings.
  */
-import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, truncateSync, unlinkSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, readFileSync, renameSync, truncateSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { DirectoryError, ensureWritableDirectory } from "../files/writable-directory.js";
 
 export interface ResultRecord {
   readonly id: string;
@@ -36,32 +37,12 @@ export function writeFileAtomic(file: string, content: string): void {
 
 /** Creates the folder if needed and proves it is writable by writing into it. */
 export function ensureWritableDir(dir: string): void {
-  const fix = "choose another --out";
   try {
-    mkdirSync(dir, { recursive: true });
+    ensureWritableDirectory(dir);
   } catch (error) {
-    throw new OutputDirError(`cannot create the output folder ${dir}: ${reason(error)}; ${fix}`);
+    if (error instanceof DirectoryError) throw new OutputDirError(`the output folder cannot be used: ${error.message}; choose another --out`);
+    throw error;
   }
-  const probe = path.join(dir, `.chorus-write-test-${process.pid}`);
-  try {
-    writeFileSync(probe, "");
-    unlinkSync(probe);
-  } catch (error) {
-    throw new OutputDirError(`the output folder ${dir} is not writable: ${reason(error)}; ${fix}`);
-  }
-}
-
-function reason(error: unknown): string {
-  const code = (error as NodeJS.ErrnoException).code;
-  const known: Record<string, string> = {
-    ENOTDIR: "a part of the path is a file, not a folder",
-    EEXIST: "a file of that name is in the way",
-    EACCES: "permission denied",
-    EPERM: "permission denied",
-    EROFS: "the file system is read-only",
-    ENOSPC: "the disk is full",
-  };
-  return (code && known[code]) ?? (error as Error).message;
 }
 
 /** Leaf values by path ("config.eva.minScore", "weights[1]"), so differences name the exact setting. */

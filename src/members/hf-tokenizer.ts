@@ -90,6 +90,7 @@ export function hfTokenizerSource(file: string): TokenizerSource {
     bosText: tokenContent(config.bos_token),
     eosText: tokenContent(config.eos_token),
     tokenizePlain: encode,
+    longestSpecialText: special.reduce((longest, t) => Math.max(longest, Buffer.byteLength(t.content, "utf8")), 0),
     tokenizeWithSpecials(text: string): number[] {
       if (specialPattern === undefined) return encode(text);
       const ids: number[] = [];

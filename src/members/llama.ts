@@ -90,7 +90,7 @@ export class LlamaMember implements Member {
   }
 
   promptTokens(prompt: Prompt): PromptTokens {
-    return this.tokenizer.promptTokens(prompt);
+    return this.tokenizer.promptTokens(prompt, this.contextSize);
   }
 
   async distributions(tokens: readonly number[], requests: readonly PositionRequest[]): Promise<SparseDistribution[]> {

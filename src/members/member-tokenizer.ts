@@ -1,8 +1,8 @@
 import type { LlamaModel, Token } from "node-llama-cpp";
-import { surfaceToText, textToSurface, vocabularyFromGguf, type Vocabulary } from "../tokens/vocabulary.js";
-import { EncodeError, firstUnencodable, tokenizeExact } from "./exact-tokenize.js";
+import { surfaceToText, textToSurface, TokenKind, vocabularyFromGguf, type Vocabulary } from "../tokens/vocabulary.js";
+import { EncodeError, firstUnencodable, maxSurfaceLength, TokenLimitError, tokenizeExact } from "./exact-tokenize.js";
 import { renderChatPrompt, type ChatMessage } from "./chat-template.js";
-import { MemberError, type Prompt, type PromptTokens, type TokenRun } from "./member.js";
+import { ContextOverflowError, MemberError, type Prompt, type PromptTokens, type TokenRun } from "./member.js";
 
 /** What a tokenizer file gives: its vocabulary, two ways to tokenize, and what chat prompts need. */
 export interface TokenizerSource {
@@ -17,6 +17,8 @@ export interface TokenizerSource {
   tokenizePlain(text: string): readonly number[];
   /** A rendered chat prompt to ids: special tokens' texts become their ids, no BOS is added. */
   tokenizeWithSpecials(text: string): number[];
+  /** UTF-8 bytes of the longest special token's text (one token in a rendered chat prompt). */
+  readonly longestSpecialText: number;
 }
 
 /**
@@ -47,18 +49,37 @@ export class MemberTokenizer {
     return this.guard(() => tokenizeExact(this.vocabulary, this.rawTokenize, bytes, "continuation"));
   }
 
-  promptTokens(prompt: Prompt): PromptTokens {
+  /**
+   * With `contextSize`, a prompt that takes more tokens is refused (ContextOverflowError) before it
+   * is tokenized whole: first when its bytes alone prove it (no token spells more than the longest
+   * surface), else as soon as tokenizing it passes the limit. Work is bounded by the context, not
+   * by the request: llama.cpp's SPM tokenizer took 148 s over 900 KB of CJK.
+   */
+  promptTokens(prompt: Prompt, contextSize = Infinity): PromptTokens {
     const bos = this.source.bosToPrepend;
     if ("text" in prompt || this.chatTemplate === undefined) {
       const text = "text" in prompt ? prompt.text : plainConversation(prompt.messages);
       const bytes = textToSurface(text);
-      const run = this.guard(() => tokenizeExact(this.vocabulary, this.rawTokenize, bytes, "start"));
-      return { prefix: bos === null ? [] : [bos], text: run, textBytes: bytes, endsOnOwnBoundary: false };
+      const prefix = bos === null ? [] : [bos];
+      this.assertCanFit(bytes.length, this.longestToken(), prefix.length, contextSize);
+      const run = this.guard(() => {
+        try {
+          return tokenizeExact(this.vocabulary, this.rawTokenize, bytes, "start", { maxTokens: contextSize - prefix.length });
+        } catch (error) {
+          if (!(error instanceof TokenLimitError)) throw error;
+          throw new ContextOverflowError(this.name, `the prompt is more than ${contextSize} tokens but this member's context holds ${contextSize}; shorten the prompt or raise contextSize`);
+        }
+      });
+      const count = prefix.length + run.ids.length;
+      if (count > contextSize) throw new ContextOverflowError(this.name, `the prompt is ${count} tokens but this member's context holds ${contextSize}; shorten the prompt or raise contextSize`);
+      return { prefix, text: run, textBytes: bytes, endsOnOwnBoundary: false };
     }
     const rendered = renderChatPrompt(this.chatTemplate, prompt.messages, {
       bosToken: this.source.bosText,
       eosToken: this.source.eosText,
     });
+    const longest = Math.max(this.longestToken(), this.source.longestSpecialText);
+    this.assertCanFit(Buffer.byteLength(rendered, "utf8"), longest, bos === null ? 0 : 1, contextSize);
     this.assertEncodable(rendered);
     const ids = this.guard(() => this.source.tokenizeWithSpecials(rendered));
     if (bos !== null && ids[0] !== bos) ids.unshift(bos);
@@ -66,6 +87,21 @@ export class MemberTokenizer {
   }
 
   private readonly rawTokenize = (text: string): readonly number[] => this.source.tokenizePlain(text);
+
+  /** The most bytes one token of a plain text stands for: its longest surface, or an unknown token's character (up to 4 bytes). */
+  private longestToken(): number {
+    return Math.max(maxSurfaceLength(this.vocabulary), 4);
+  }
+
+  /** Refuses a prompt whose bytes alone prove it takes more tokens than the context holds. */
+  private assertCanFit(bytes: number, longestToken: number, prefix: number, contextSize: number): void {
+    const atLeast = prefix + Math.ceil(bytes / longestToken);
+    if (atLeast <= contextSize) return;
+    throw new ContextOverflowError(
+      this.name,
+      `the prompt is at least ${atLeast} tokens (${bytes} bytes, and no token of this member spells more than ${longestToken}) but this member's context holds ${contextSize}; shorten the prompt or raise contextSize`,
+    );
+  }
 
   private guard<T>(fn: () => T): T {
     try {
@@ -92,15 +128,27 @@ export class MemberTokenizer {
 export function ggufTokenizerSource(model: LlamaModel): TokenizerSource {
   const metadata = model.fileInfo.metadata;
   const template = metadata.tokenizer?.chat_template;
+  const vocabulary = vocabularyFromGguf(metadata, { isEog: (id) => model.isEogToken(id as Token) });
   return {
-    vocabulary: vocabularyFromGguf(metadata, { isEog: (id) => model.isEogToken(id as Token) }),
+    vocabulary,
     chatTemplate: typeof template === "string" ? template : undefined,
     bosToPrepend: model.tokens.shouldPrependBosToken ? model.tokens.bos : null,
     bosText: model.tokens.bosString ?? undefined,
     eosText: model.tokens.eosString ?? undefined,
     tokenizePlain: (text) => model.tokenize(text, false),
     tokenizeWithSpecials: (text) => [...model.tokenize(text, true)] as number[],
+    longestSpecialText: longestControlText(vocabulary, metadata.tokenizer?.ggml?.tokens),
   };
+}
+
+/** Control tokens have no surface (they stand for no text), but a chat prompt spells them out. */
+function longestControlText(vocabulary: Vocabulary, tokens: readonly string[] | undefined): number {
+  let longest = 0;
+  if (!tokens) return longest;
+  for (let id = 0; id < vocabulary.size; id++) {
+    if (vocabulary.kinds[id] === TokenKind.control && tokens[id] !== undefined) longest = Math.max(longest, Buffer.byteLength(tokens[id]!, "utf8"));
+  }
+  return longest;
 }
 
 /** The conversation as plain text, for models without a chat template. */

@@ -32,6 +32,7 @@ export interface Member {
   readonly contextSize: number;
   /** Tokenizes text bytes (latin1 string) that continue a text at a boundary with no dummy space, exactly. */
   tokenizeContinuation(bytes: string): TokenRun;
+  /** Refuses (ContextOverflowError) a prompt longer than the context, without tokenizing all of it. */
   promptTokens(prompt: Prompt): PromptTokens;
   /**
    * Brings the member's sequence to `tokens` (reusing its cache) and returns the distribution of

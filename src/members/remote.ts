@@ -92,7 +92,8 @@ export class RemoteMember implements Member {
   }
 
   promptTokens(prompt: Prompt): PromptTokens {
-    return this.tokenizer.promptTokens(prompt);
+    // 0 while the server has not said yet (connecting).
+    return this.tokenizer.promptTokens(prompt, this.contextSize > 0 ? this.contextSize : Infinity);
   }
 
   async distributions(tokens: readonly number[], requests: readonly PositionRequest[]): Promise<SparseDistribution[]> {

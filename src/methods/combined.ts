@@ -14,9 +14,12 @@ export interface Combined {
 
 /** Weights scaled to sum to 1; throws when none is positive. */
 export function normalizeWeights(weights: readonly number[]): number[] {
-  const total = weights.reduce((a, b) => a + b, 0);
-  if (!(total > 0)) throw new Error("weights must not all be zero");
-  return weights.map((w) => w / total);
+  // Scaled by the largest first: finite weights such as 1e308 would add up to Infinity and every score to 0.
+  const largest = Math.max(0, ...weights);
+  if (!(largest > 0)) throw new Error("weights must not all be zero");
+  const scaled = weights.map((w) => w / largest);
+  const total = scaled.reduce((a, b) => a + b, 0);
+  return scaled.map((w) => w / total);
 }
 
 /** Every text listed by any member, in first-seen order. */

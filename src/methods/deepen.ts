@@ -12,7 +12,7 @@
 import type { MemberCandidates } from "./candidates.js";
 import type { SparseRows } from "../align/sparse-rows.js";
 import { exactCombined, listedProbabilities } from "./id-space.js";
-import type { Combined } from "./combined.js";
+import { normalizeWeights, type Combined } from "./combined.js";
 
 export interface DeepenSearch {
   readonly steps: number;
@@ -73,10 +73,10 @@ export function deepenTarget(voters: readonly DeepenVoter[], anchors: number): F
   const target = new Float64Array(anchors);
   const touched = new Uint8Array(anchors);
   const list: number[] = [];
-  const totalWeight = voters.reduce((a, v) => a + v.weight, 0);
-  for (const v of voters) {
+  const weights = normalizeWeights(voters.map((v) => v.weight));
+  for (const [m, v] of voters.entries()) {
     const p = listedProbabilities(v.candidates);
-    const w = v.weight / totalWeight;
+    const w = weights[m]!;
     for (let k = 0; k < p.length; k++) if (p[k]! > 0) addRow(v.space, v.ids[k]!, w * p[k]!, target, touched, list);
   }
   return target;

@@ -7,7 +7,7 @@
 import { END_TEXT, type MemberCandidates } from "./candidates.js";
 import type { SparseRows } from "../align/sparse-rows.js";
 import { exactCombined, listedProbabilities, topK } from "./id-space.js";
-import type { Combined } from "./combined.js";
+import { normalizeWeights, type Combined } from "./combined.js";
 
 export interface EvaVoter {
   readonly candidates: MemberCandidates;
@@ -79,12 +79,13 @@ export function evaStep(voters: readonly EvaVoter[], mainAt: number, faithfulK: 
   const used = fallback ? nonEmpty : survived;
 
   const scores = new Float64Array(n);
+  const weights = normalizeWeights(voters.map((v) => v.weight));
   let total = 0;
-  voters.forEach((v, m) => {
+  voters.forEach((_, m) => {
     if (!used[m]) return;
-    total += v.weight;
+    total += weights[m]!;
     const p = projected[m]!;
-    for (let k = 0; k < n; k++) scores[k]! += v.weight * p[k]!;
+    for (let k = 0; k < n; k++) scores[k]! += weights[m]! * p[k]!;
   });
   if (total > 0) for (let k = 0; k < n; k++) scores[k]! /= total;
   return { combined: exactCombined(main.candidates.texts, scores), survived, fallback, projected };

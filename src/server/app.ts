@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
-import Fastify, { type FastifyInstance, type FastifyReply } from "fastify";
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import type { Ensemble, GenerationResult, Step } from "../engine/ensemble.js";
+import { bearerCheck } from "./api-key.js";
 import { ApiError, invalid, toApiError } from "./errors.js";
 import { GenerationQueue } from "./queue.js";
 import { chatRequestSchema, completionRequestSchema, fromChat, fromCompletion, parseBody, type GenerationRequest } from "./openai-request.js";
@@ -14,14 +15,30 @@ export interface ServedModel {
 
 export interface ServerOptions {
   readonly models: readonly ServedModel[];
-  /** When set, /v1/* requires `Authorization: Bearer <apiKey>`. */
+  /** When set, /v1/* requires `Authorization: Bearer <apiKey>`; an empty key is refused (see apiKeyProblem). */
   readonly apiKey?: string;
   /** Requests that may wait per model while one generates; more get 429. */
   readonly queueSize?: number;
   /** Largest request body in bytes. */
   readonly bodyLimit?: number;
-  /** Called when a generation ends, however it ends (for logs). */
+  /** Most milliseconds a client may take to send a whole request, headers and body; slower ones get 408. */
+  readonly requestTimeout?: number;
+  /** Called when a generation ends, however it ends. */
   readonly onGenerationEnd?: (event: GenerationEnd) => void;
+  /** Called once per request when its response closes, whatever its status (for logs). */
+  readonly onRequestEnd?: (event: RequestEnd) => void;
+}
+
+export interface RequestEnd {
+  readonly method: string;
+  readonly url: string;
+  /** The status sent (200 for a stream, even one that ended with an error event). */
+  readonly status: number;
+  readonly ms: number;
+  /** Why it failed: the error's code and message; for a stream, the error event it ended with. */
+  readonly reason?: string;
+  /** The generation it ran, if it got that far. */
+  readonly generation?: GenerationEnd;
 }
 
 export interface GenerationEnd {
@@ -36,7 +53,11 @@ export interface GenerationEnd {
 
 export interface ChorusServer {
   readonly app: FastifyInstance;
-  /** Stops taking requests, lets running generations finish for up to `graceMs`, ends the rest, then closes. */
+  /**
+   * Stops taking requests, lets running generations finish for up to `graceMs`, ends the rest
+   * (an error event and `[DONE]` on streams), then closes every connection, even one still sending
+   * a request. Calling it again while draining shortens the grace (a second signal: `drain(0)`).
+   */
   drain(graceMs: number): Promise<void>;
   /** Generations running or waiting now, over all models. */
   inFlight(): number;
@@ -47,6 +68,13 @@ interface Model extends ServedModel {
   readonly created: number;
 }
 
+export const DEFAULT_BODY_LIMIT = 1024 * 1024;
+export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
+/** How long ended generations' last events may take to reach their clients before connections are closed. */
+const FLUSH_MS = 2000;
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
 const SHUTTING_DOWN = () => new ApiError(503, "the server is shutting down; retry on another instance", "server_error", null, "shutting_down");
 
 export function createServer(options: ServerOptions): ChorusServer {
@@ -55,38 +83,69 @@ export function createServer(options: ServerOptions): ChorusServer {
     options.models.map((m) => [m.id, { ...m, queue: new GenerationQueue(options.queueSize ?? 16), created }]),
   );
   const running = new Set<AbortController>();
+  /** Generation responses not yet closed, so a drain can let their last events go out. */
+  const openResponses = new Set<Promise<void>>();
   let draining = false;
+  let drainDeadline = Infinity;
+  let drained: Promise<void> | undefined;
 
-  const app = Fastify({ bodyLimit: options.bodyLimit ?? 1024 * 1024, logger: false });
+  const bodyLimit = options.bodyLimit ?? DEFAULT_BODY_LIMIT;
+  const requestTimeout = options.requestTimeout ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  const app = Fastify({
+    bodyLimit,
+    logger: false,
+    requestTimeout,
+    // Node checks these timeouts every connectionsCheckingInterval (30 s by default).
+    http: { headersTimeout: requestTimeout, connectionsCheckingInterval: Math.min(1000, requestTimeout) },
+  });
 
-  app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, _request, reply) => {
-    if (error instanceof ApiError) return reply.status(error.status).send(error.body());
+  // Per request (keyed by the Node request), what the log line reports besides the status.
+  const failures = new WeakMap<object, string>();
+  const generations = new WeakMap<object, Promise<GenerationEnd>>();
+  const fail = (request: FastifyRequest, error: ApiError): ApiError => {
+    failures.set(request.raw, `${error.code ?? error.type}: ${error.message}`);
+    return error;
+  };
+  app.addHook("onRequest", async (request, reply) => {
+    const started = performance.now();
+    reply.raw.once("close", () => {
+      const ms = performance.now() - started;
+      const status = reply.raw.statusCode;
+      const finished = reply.raw.writableFinished;
+      // A generation's cleanup may finish just after its response closed.
+      void (generations.get(request.raw) ?? Promise.resolve(undefined)).then((generation) => {
+        const reason = failures.get(request.raw) ?? (finished ? undefined : "the client disconnected");
+        options.onRequestEnd?.({ method: request.method, url: request.url, status, ms, reason, generation });
+      });
+    });
+  });
+
+  app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, request, reply) => {
+    if (error instanceof ApiError) return reply.status(error.status).send(fail(request, error).body());
     const status = error.statusCode ?? 500;
     const message =
       error.code === "FST_ERR_CTP_INVALID_JSON_BODY" || error.code === "FST_ERR_CTP_EMPTY_JSON_BODY"
         ? `the request body is not valid JSON: ${error.message}`
         : error.code === "FST_ERR_CTP_BODY_TOO_LARGE"
-          ? `the request body is larger than ${options.bodyLimit ?? 1024 * 1024} bytes; send a shorter prompt`
+          ? `the request body is larger than ${bodyLimit} bytes; send a shorter prompt`
           : error.code === "FST_ERR_CTP_INVALID_MEDIA_TYPE"
             ? "send the body as JSON with `Content-Type: application/json`"
             : error.message;
     const type = status >= 500 ? "server_error" : "invalid_request_error";
-    return reply.status(status).send(new ApiError(status, message, type, null, error.code ?? null).body());
+    return reply.status(status).send(fail(request, new ApiError(status, message, type, null, error.code ?? null)).body());
   });
   app.setNotFoundHandler((request, reply) => {
     const error = new ApiError(404, `no route ${request.method} ${request.url}; see GET /v1/models, POST /v1/completions, POST /v1/chat/completions`, "not_found_error");
-    return reply.status(404).send(error.body());
+    return reply.status(404).send(fail(request, error).body());
   });
 
+  const checkKey = options.apiKey === undefined ? undefined : bearerCheck(options.apiKey);
   app.addHook("onRequest", async (request) => {
-    if (!request.url.startsWith("/v1/")) return;
+    // Decided on the route the router matched, not on the raw target: the router percent-decodes
+    // (`/%761/completions`) and takes absolute-form targets (`POST http://host/v1/completions`).
+    if (request.routeOptions.url?.startsWith("/v1/") !== true) return;
     if (draining) throw SHUTTING_DOWN();
-    if (options.apiKey === undefined) return;
-    const header = request.headers.authorization ?? "";
-    if (!header.startsWith("Bearer ")) {
-      throw new ApiError(401, "missing API key: send `Authorization: Bearer <key>`", "authentication_error", null, "invalid_api_key");
-    }
-    if (header.slice(7) !== options.apiKey) throw new ApiError(401, "incorrect API key", "authentication_error", null, "invalid_api_key");
+    checkKey?.(request.headers.authorization);
   });
 
   app.get("/", async (_request, reply) => reply.type("text/html; charset=utf-8").send(TRACE_PAGE));
@@ -135,13 +194,22 @@ export function createServer(options: ServerOptions): ChorusServer {
   }
 
   async function serve(reply: FastifyReply, generation: GenerationRequest, kind: "completion" | "chat"): Promise<void> {
+    // A request whose body was still arriving when the drain began.
+    if (draining) throw SHUTTING_DOWN();
     const model = modelFor(generation);
     const controller = new AbortController();
-    // The response closing before it finished means the client went away: stop generating.
-    reply.raw.on("close", () => {
-      if (!reply.raw.writableFinished) controller.abort(new Error("client disconnected"));
+    const closed = new Promise<void>((resolve) => {
+      // The response closing before it finished means the client went away: stop generating.
+      reply.raw.on("close", () => {
+        if (!reply.raw.writableFinished) controller.abort(new Error("client disconnected"));
+        resolve();
+      });
     });
+    openResponses.add(closed);
+    void closed.then(() => openResponses.delete(closed));
     const release = await model.queue.acquire(controller.signal);
+    let ended!: (end: GenerationEnd) => void;
+    generations.set(reply.request.raw, new Promise((resolve) => (ended = resolve)));
     running.add(controller);
     const started = performance.now();
     const progress = { steps: 0, outcome: "failed" as GenerationEnd["outcome"] };
@@ -194,7 +262,9 @@ export function createServer(options: ServerOptions): ChorusServer {
       running.delete(controller);
       release();
       if (controller.signal.aborted && progress.outcome !== "done") progress.outcome = "cancelled";
-      options.onGenerationEnd?.({ model: model.id, stream: generation.stream, steps: progress.steps, outcome: progress.outcome, ms: performance.now() - started });
+      const end: GenerationEnd = { model: model.id, stream: generation.stream, steps: progress.steps, outcome: progress.outcome, ms: performance.now() - started };
+      ended(end);
+      options.onGenerationEnd?.(end);
     }
   }
 
@@ -243,21 +313,39 @@ export function createServer(options: ServerOptions): ChorusServer {
       progress.outcome = "done";
     } catch (error) {
       if (signal.aborted && raw.destroyed) return;
-      send(toApiError(signal.aborted ? SHUTTING_DOWN() : error, generation.promptParam, false).body());
+      send(fail(reply.request, toApiError(signal.aborted ? SHUTTING_DOWN() : error, generation.promptParam, false)).body());
     }
     if (!raw.destroyed) raw.end("data: [DONE]\n\n");
+  }
+
+  async function finishDraining(): Promise<void> {
+    for (const m of models.values()) m.queue.rejectWaiting(SHUTTING_DOWN());
+    while (running.size > 0 && Date.now() < drainDeadline) await sleep(50);
+    for (const controller of running) controller.abort(SHUTTING_DOWN());
+    // An ended generation stops after its current step, then writes its error event and [DONE].
+    while (running.size > 0) await sleep(20);
+    let flushTimer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(openResponses), new Promise((resolve) => (flushTimer = setTimeout(resolve, FLUSH_MS)))]);
+    clearTimeout(flushTimer);
+    const closed = app.close();
+    // Connections still sending a request (or idle) would hold the close open for as long as their clients like.
+    app.server.closeAllConnections();
+    const sweep = setInterval(() => app.server.closeAllConnections(), 50);
+    try {
+      await closed;
+    } finally {
+      clearInterval(sweep);
+    }
   }
 
   return {
     app,
     inFlight: () => [...models.values()].reduce((n, m) => n + m.queue.stats.running + m.queue.stats.waiting, 0),
-    async drain(graceMs: number): Promise<void> {
+    drain(graceMs: number): Promise<void> {
       draining = true;
-      for (const m of models.values()) m.queue.rejectWaiting(SHUTTING_DOWN());
-      const deadline = Date.now() + graceMs;
-      while (running.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
-      for (const controller of running) controller.abort(SHUTTING_DOWN());
-      await app.close();
+      drainDeadline = Math.min(drainDeadline, Date.now() + graceMs);
+      drained ??= finishDraining();
+      return drained;
     },
   };
 }
