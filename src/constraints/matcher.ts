@@ -12,7 +12,12 @@ import type { ConstraintState, TextConstraint } from "./constraint.js";
 interface Frame {
   readonly pos: number;
   readonly next: Frame | null;
+  /** Frames are interned: equal stacks are the same object, with the same id. */
+  readonly id: number;
 }
+
+/** Distinct states kept before the caches start over (each holds a row of transitions). */
+const MAX_INTERNED = 200_000;
 
 /** The grammar flattened: every element of every alternative gets a position; END marks an alternative's end. */
 class CompiledGrammar {
@@ -25,6 +30,8 @@ class CompiledGrammar {
   /** Fewest bytes that match the rest of the alternative from each position. */
   readonly suffixMin: number[] = [];
   readonly rootStarts: readonly number[];
+  private readonly frames = new Map<string, Frame>();
+  private readonly states = new Map<string, GrammarState>();
 
   constructor(readonly grammar: Grammar) {
     const ends: boolean[] = [];
@@ -75,6 +82,37 @@ class CompiledGrammar {
     this.suffixMin.push(...suffix);
   }
 
+  /** The interned frame for `pos` over `next`. */
+  frame(pos: number, next: Frame | null): Frame {
+    const key = `${pos}:${next === null ? -1 : next.id}`;
+    let frame = this.frames.get(key);
+    if (!frame) {
+      frame = { pos, next, id: this.frames.size };
+      this.frames.set(key, frame);
+    }
+    return frame;
+  }
+
+  /**
+   * The interned state for these stacks: states reached by different texts but with the same
+   * stacks are one object, so each transition is computed once (a DFA built lazily).
+   */
+  state(stacks: readonly (Frame | null)[], partial: Partial | null): GrammarState {
+    const ids = [...new Set(stacks.map((s) => (s === null ? -1 : s.id)))].sort((a, b) => a - b);
+    const key = partial === null ? ids.join(",") : `${ids.join(",")}|${partial.value},${partial.remaining},${partial.length}`;
+    let state = this.states.get(key);
+    if (!state) {
+      if (this.states.size >= MAX_INTERNED) {
+        this.states.clear();
+        this.frames.clear();
+      }
+      const unique = ids.length === stacks.length ? stacks : ids.map((id) => stacks.find((s) => (s === null ? -1 : s.id) === id)!);
+      state = new GrammarState(this, unique, partial);
+      this.states.set(key, state);
+    }
+    return state;
+  }
+
   /** Adds to `out` every stack reachable from `frame` without reading input, each with a terminal on top (null: the end of the text). */
   expand(frame: Frame | null, out: (Frame | null)[]): void {
     while (frame !== null && this.isEnd(frame.pos)) frame = frame.next;
@@ -88,9 +126,10 @@ class CompiledGrammar {
       return;
     }
     // The return point; an alternative's end is popped right away, so right recursion stays flat.
-    let back: Frame | null = { pos: frame.pos + 1, next: frame.next };
+    let back: Frame | null = frame.next;
+    if (!this.isEnd(frame.pos + 1)) back = this.frame(frame.pos + 1, frame.next);
     while (back !== null && this.isEnd(back.pos)) back = back.next;
-    for (const start of this.altStarts[rule]!) this.expand({ pos: start, next: back }, out);
+    for (const start of this.altStarts[rule]!) this.expand(this.frame(start, back), out);
   }
 }
 
@@ -105,6 +144,8 @@ const MIN_OF_LENGTH = [0, 0, 0x80, 0x800, 0x10000];
 
 export class GrammarState implements ConstraintState {
   private minCache = -1;
+  /** The state after each byte, once computed (null: the byte leaves the language). */
+  private readonly transitions: (GrammarState | null | undefined)[] = [];
 
   constructor(
     private readonly compiled: CompiledGrammar,
@@ -146,6 +187,12 @@ export class GrammarState implements ConstraintState {
   }
 
   advanceByte(byte: number): GrammarState | null {
+    let next = this.transitions[byte];
+    if (next === undefined) this.transitions[byte] = next = this.computeByte(byte);
+    return next;
+  }
+
+  private computeByte(byte: number): GrammarState | null {
     const partial = this.partial;
     if (partial === null) {
       if (byte < 0x80) return this.advanceCodePoint(byte);
@@ -158,7 +205,7 @@ export class GrammarState implements ConstraintState {
     const value = (partial.value << 6) | (byte & 0x3f);
     if (partial.remaining > 1) return this.withPartial({ value, remaining: partial.remaining - 1, length: partial.length });
     if (value < MIN_OF_LENGTH[partial.length]! || value > 0x10ffff || (value >= 0xd800 && value <= 0xdfff)) return null;
-    return new GrammarState(this.compiled, this.stacks, null).advanceCodePoint(value);
+    return this.compiled.state(this.stacks, null).advanceCodePoint(value);
   }
 
   /** Keeps a character in progress when some stack can take a character starting with these bytes. */
@@ -168,34 +215,18 @@ export class GrammarState implements ConstraintState {
     const hi = Math.min(partial.value * 2 ** bits + 2 ** bits - 1, 0x10ffff);
     if (lo > hi) return null;
     const viable = this.stacks.filter((s) => s !== null && charSetMeets(this.compiled.chars[s.pos]!, lo, hi));
-    return viable.length === 0 ? null : new GrammarState(this.compiled, viable, partial);
+    return viable.length === 0 ? null : this.compiled.state(viable, partial);
   }
 
   private advanceCodePoint(cp: number): GrammarState | null {
     const out: (Frame | null)[] = [];
     for (const stack of this.stacks) {
       if (stack === null || !charSetHas(this.compiled.chars[stack.pos]!, cp)) continue;
-      this.compiled.expand({ pos: stack.pos + 1, next: stack.next }, out);
+      this.compiled.expand(this.compiled.frame(stack.pos + 1, stack.next), out);
     }
     if (out.length === 0) return null;
-    return new GrammarState(this.compiled, out.length > 1 ? distinct(out) : out, null);
+    return this.compiled.state(out, null);
   }
-}
-
-function stackKey(frame: Frame | null): string {
-  let key = "";
-  for (let f = frame; f !== null; f = f.next) key += `${f.pos},`;
-  return key;
-}
-
-function distinct(stacks: (Frame | null)[]): (Frame | null)[] {
-  const seen = new Set<string>();
-  return stacks.filter((s) => {
-    const key = stackKey(s);
-    if (seen.has(key)) return false;
-    seen.add(key);
-    return true;
-  });
 }
 
 /** A grammar as a constraint on generated text. */
@@ -211,7 +242,7 @@ export class GrammarConstraint implements TextConstraint {
 
   start(): GrammarState {
     const out: (Frame | null)[] = [];
-    for (const start of this.compiled.rootStarts) this.compiled.expand({ pos: start, next: null }, out);
-    return new GrammarState(this.compiled, distinct(out), null);
+    for (const start of this.compiled.rootStarts) this.compiled.expand(this.compiled.frame(start, null), out);
+    return this.compiled.state(out, null);
   }
 }
