@@ -1,7 +1,8 @@
 import type { LlamaModel, Token } from "node-llama-cpp";
 import { surfaceToText, textToSurface, vocabularyFromGguf, type Vocabulary } from "../tokens/vocabulary.js";
 import { EncodeError, firstUnencodable, tokenizeExact } from "./exact-tokenize.js";
-import { renderChatPrompt, type ChatMessage } from "./chat-template.js";
+import { renderChatPrompt, templateTakesTools, type ChatMessage } from "./chat-template.js";
+import { messagesWithoutToolSupport } from "./tool-prompt.js";
 import { MemberError, type Prompt, type PromptTokens, type TokenRun } from "./member.js";
 
 /** What a tokenizer file gives: its vocabulary, two ways to tokenize, and what chat prompts need. */
@@ -50,15 +51,20 @@ export class MemberTokenizer {
   promptTokens(prompt: Prompt): PromptTokens {
     const bos = this.source.bosToPrepend;
     if ("text" in prompt || this.chatTemplate === undefined) {
-      const text = "text" in prompt ? prompt.text : plainConversation(prompt.messages);
+      const text = "text" in prompt ? prompt.text : plainConversation(messagesWithoutToolSupport(prompt.messages, prompt.tools));
       const bytes = textToSurface(text);
       const run = this.guard(() => tokenizeExact(this.vocabulary, this.rawTokenize, bytes, "start"));
       return { prefix: bos === null ? [] : [bos], text: run, textBytes: bytes, endsOnOwnBoundary: false };
     }
-    const rendered = renderChatPrompt(this.chatTemplate, prompt.messages, {
-      bosToken: this.source.bosText,
-      eosToken: this.source.eosText,
-    });
+    const native = templateTakesTools(this.chatTemplate);
+    const usesTools = prompt.tools !== undefined || prompt.messages.some((m) => m.role === "tool" || m.tool_calls !== undefined);
+    const messages = usesTools && !native ? messagesWithoutToolSupport(prompt.messages, prompt.tools) : prompt.messages;
+    const rendered = renderChatPrompt(
+      this.chatTemplate,
+      messages,
+      { bosToken: this.source.bosText, eosToken: this.source.eosText },
+      native && prompt.tools ? { tools: prompt.tools } : {},
+    );
     this.assertEncodable(rendered);
     const ids = this.guard(() => this.source.tokenizeWithSpecials(rendered));
     if (bos !== null && ids[0] !== bos) ids.unshift(bos);
