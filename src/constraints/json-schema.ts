@@ -49,7 +49,9 @@ export function literal(text: string): GrammarElement[] {
 export class JsonGrammarCompiler {
   readonly builder = new GrammarBuilder();
   private readonly shared = new Map<string, RuleRef>();
-  private readonly refs = new Map<string, RuleRef>();
+  /** `$ref` rules per root schema: two tools may each have a `#/$defs/item` of their own. */
+  private readonly refs = new Map<JsonSchema, Map<string, RuleRef>>();
+  private refCount = 0;
   private root: JsonSchema = true;
 
   /** The optional single space after `:` and `,`. */
@@ -229,14 +231,16 @@ export class JsonGrammarCompiler {
     const ref = schema.$ref;
     const match = typeof ref === "string" ? /^#\/(\$defs|definitions)\/([^/]+)$/.exec(ref) : null;
     if (!match) throw new SchemaError(join(path, "$ref"), `only local references #/$defs/NAME or #/definitions/NAME are supported, got ${JSON.stringify(ref)}`);
-    const known = this.refs.get(ref as string);
+    let refs = this.refs.get(this.root);
+    if (!refs) this.refs.set(this.root, (refs = new Map()));
+    const known = refs.get(ref as string);
     if (known) return known;
     const defs = typeof this.root === "object" ? (this.root[match[1]!] as Record<string, JsonSchema> | undefined) : undefined;
     const target = defs?.[decodeURIComponent(match[2]!)];
     if (target === undefined) throw new SchemaError(join(path, "$ref"), `${ref} does not exist in the schema`);
-    const name = `ref-${this.refs.size}`;
+    const name = `ref-${this.refCount++}`;
     const rule = this.builder.ref(name);
-    this.refs.set(ref as string, rule);
+    refs.set(ref as string, rule);
     this.builder.define(name, [this.compile(target, `${match[1]}.${match[2]}`)]);
     return rule;
   }
