@@ -14,6 +14,7 @@ interface ServeFlags {
   queueSize: number;
   bodyLimit: number;
   drainTimeout: number;
+  cors?: string[];
 }
 
 const integer = (name: string, min: number) => (value: string) => {
@@ -33,6 +34,7 @@ export function registerServe(program: Command): void {
     .option("--name <id>", "the model id clients ask for (default: the config file's name without extension, or the members' names joined by +)")
     .option("--queue-size <n>", "requests that may wait while one generates; more get 429", integer("--queue-size", 0), 16)
     .option("--body-limit <bytes>", "largest request body", integer("--body-limit", 1024), 1024 * 1024)
+    .option("--cors <origin>", "let browser apps from this origin call the API (repeatable; * for any); off by default", (value: string, previous: string[] = []) => [...previous, value])
     .option("--drain-timeout <ms>", "on SIGTERM, how long running generations may finish before they are ended", integer("--drain-timeout", 0), 30_000)
     .action(async (flags: ServeFlags, self: Command) => {
       await runServe(flags, await ensembleFromOptions(self));
@@ -48,6 +50,7 @@ async function runServe(flags: ServeFlags, { config, label }: CommandEnsemble): 
     apiKey: flags.apiKey ?? (process.env.CHORUS_API_KEY || undefined),
     queueSize: flags.queueSize,
     bodyLimit: flags.bodyLimit,
+    cors: flags.cors,
     onGenerationEnd: (e) =>
       process.stderr.write(`chorus: ${e.model} ${e.stream ? "stream" : "request"} ${e.outcome}: ${e.steps} steps in ${Math.round(e.ms)} ms\n`),
   });
