@@ -67,6 +67,15 @@ describe("constrained generation on the TinyStories pair", () => {
     }
   });
 
+  test("text the constraint forces is written without a vote, at most 16 bytes a step", async () => {
+    const fixed = jsonSchemaConstraint({ const: { greeting: "hello there, this is a long fixed text" } });
+    const steps: Step[] = [];
+    for await (const step of ensemble.stream({ text: PROMPT }, { constraint: fixed, maxTokens: 60 })) steps.push(step);
+    assert.equal(steps.map((s) => s.text).join(""), '{"greeting":"hello there, this is a long fixed text"}');
+    assert.deepEqual(steps.map((s) => s.bytes.length), [16, 16, 16, 5]);
+    assert.ok(steps.every((s) => !s.ensembled));
+  });
+
   test("a constraint that cannot be finished in max_tokens is refused before generating", async () => {
     await assert.rejects(
       ensemble.generate({ text: PROMPT }, { constraint: jsonSchemaConstraint(PERSON), maxTokens: 10 }),
@@ -90,8 +99,12 @@ describe("constrained generation on the TinyStories pair", () => {
           assert.ok(lp.top.length <= 5 && lp.top.length > 0);
           for (let k = 1; k < lp.top.length; k++) assert.ok(lp.top[k]!.logprob <= lp.top[k - 1]!.logprob);
           assert.ok(lp.top.some((t) => t.bytes === lp.bytes) || lp.top.every((t) => t.logprob >= lp.logprob), "the chosen piece ranks or is beaten by all listed");
-          assert.deepEqual(lp.members!.map((m) => m.name), step.ensembled ? ["s260k", "ts656k"] : ["s260k"]);
+          assert.deepEqual(lp.members!.map((m) => m.name), step.trace!.members.map((m) => m.name));
         }
+        // Text the constraint forces (`{"name": "`) is one step with no voters and probability 1.
+        const forced = steps.filter((s) => s.trace!.members.length === 0);
+        if (constrained) assert.ok(forced.length > 0 && forced.every((s) => s.logprobs!.logprob === 0 && !s.ensembled), `${method}: forced steps`);
+        else assert.equal(forced.length, 0);
       }
     }
   });

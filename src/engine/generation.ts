@@ -14,6 +14,7 @@ import type { CandidateTrace, FinishReason, GenerationResult, MemberSpec, Method
 import { ConstraintError, type ConstraintState, type TextConstraint } from "../constraints/constraint.js";
 import { StepConstraint } from "./constrained-candidates.js";
 import { stepLogprobs } from "./step-logprobs.js";
+import { forcedBytes } from "../constraints/forced.js";
 
 /**
  * Members list this many top tokens at least: llama.cpp sorts the whole vocabulary for any top-N
@@ -23,6 +24,9 @@ import { stepLogprobs } from "./step-logprobs.js";
 const MIN_FETCH = 128;
 const FETCH_GROWTH = 8;
 const MAX_GROWN_FETCH = 8192;
+
+/** Longest text the constraint forces in one step (the members catch up with it at their next evaluation). */
+const MAX_FORCED = 16;
 
 /** Everything one generation needs to know, resolved from the ensemble's spec and the call's options. */
 export interface GenerationSettings {
@@ -53,7 +57,7 @@ interface Vote {
   /** Index of the chosen text in `combined`. */
   readonly winner: number;
   readonly voters: readonly number[];
-  /** The primary decided alone (gating). */
+  /** The primary decided alone (gating), or the constraint did (no voters). */
   readonly decidedAlone: boolean;
   /** Rounds in which the method's bound asked the members for more candidates. */
   readonly escalations: number;
@@ -61,6 +65,12 @@ interface Vote {
   readonly survivors?: readonly string[];
   /** Byte-level voting: each voter's mass on the committed bytes. */
   readonly memberMass?: readonly number[];
+}
+
+/** A step the constraint decides alone: the only text it allows here, score 1, no voters. */
+function forcedVote(text: string): Vote {
+  const one = Float64Array.of(1);
+  return { candidates: new Map(), combined: { texts: [text], scores: one, lower: one, upper: one, unlistedUpper: 0 }, winner: 0, voters: [], decidedAlone: true, escalations: 0 };
 }
 
 /** Raised inside a step when members with `onFailure: drop` failed; the step is redone without them. */
@@ -187,9 +197,10 @@ export class Generation {
       if (settings.signal?.aborted) throw settings.signal.reason ?? new Error("aborted");
       if (this.active.some((i) => this.tracks[i]!.tokenCount + 2 > this.members[i]!.contextSize)) break;
       this.stepConstraint = this.constraintState ? new StepConstraint(this.constraintState, this.stepsLeftAfterStep(), this.bytesLeft()) : undefined;
+      const forced = this.constraintState ? forcedBytes(this.constraintState, MAX_FORCED) : "";
       let vote: Vote;
       try {
-        vote = await this.vote();
+        vote = forced ? forcedVote(forced) : await this.vote();
       } catch (error) {
         if (!(error instanceof DroppedMembers)) throw error;
         this.drop(error.indexes);
