@@ -72,7 +72,7 @@ const common = {
   seed: z.number().int().nullish(),
   stop: z.union([z.string().min(1), z.array(z.string().min(1)).max(4)]).nullish(),
   stream: z.boolean().nullish(),
-  stream_options: z.strictObject({ include_usage: z.boolean().optional() }).nullish(),
+  stream_options: z.object({ include_usage: z.boolean().optional() }).nullish(),
   n: z.literal(1, { error: "only n = 1 is supported" }).nullish(),
   response_format: responseFormat.nullish(),
   ensemble: ensembleOverrides.optional(),
