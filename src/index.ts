@@ -21,8 +21,34 @@ export { placeOnGpu, GpuPlacementError, type GpuLayersSetting, type PlacementCan
 export { defaultThreads, threadBudget } from "./members/threads.js";
 export { RemoteMember, type RemoteMemberOptions, type RemoteApi } from "./members/remote.js";
 export { createServer, type ServerOptions, type ServedModel, type ChorusServer, type GenerationEnd } from "./server/app.js";
+export type {
+  ChorusCompletionRequest,
+  ChorusChatRequest,
+  EnsembleRequestOptions,
+  ChorusCompletion,
+  ChorusChatCompletion,
+  ChorusChatCompletionChunk,
+  ChorusToolCall,
+  EnsembleAnswer,
+  TraceStep,
+  Usage,
+  ChatTokenLogprob,
+  CompletionLogprobs,
+} from "./server/wire.js";
+export {
+  grammarConstraint,
+  jsonSchemaConstraint,
+  jsonObjectConstraint,
+  ConstraintError,
+  GrammarError,
+  SchemaError,
+  type TextConstraint,
+  type ConstraintState,
+  type JsonSchema,
+} from "./constraints/index.js";
+export type { StepLogprobs, PieceLogprob } from "./engine/step-logprobs.js";
 export type { SparseDistribution, DistributionRequest } from "./members/distribution.js";
-export type { ChatMessage } from "./members/chat-template.js";
+export type { ChatMessage, ChatTool, ChatToolCall } from "./members/chat-template.js";
 export { vocabularyFromGguf, type Vocabulary } from "./tokens/vocabulary.js";
 export { buildUnion, type UnionVocabulary } from "./tokens/union.js";
 export { gac } from "./methods/gac.js";

@@ -6,12 +6,15 @@ import { isIdSpaceMethod } from "../engine/id-space.js";
 import type { AlignMethod } from "../align/alignment.js";
 import { progressBar } from "./progress.js";
 import { prepareBackend } from "./backend.js";
+import { constraintFromFiles } from "./constraint-file.js";
 
 interface GenerateFlags {
   chat?: boolean;
   only?: string;
   trace?: boolean;
   json?: boolean;
+  jsonSchema?: string;
+  grammar?: string;
 }
 
 export function registerGenerate(program: Command): void {
@@ -22,6 +25,8 @@ export function registerGenerate(program: Command): void {
   addEnsembleOptions(command, { gate: true, generation: true, gpu: true })
     .option("--chat", "treat the prompt as a user message and use each member's chat template")
     .option("--only <name>", "run this one member alone through the same engine (the baseline)")
+    .option("--json-schema <file>", "generate only JSON that validates against this JSON schema")
+    .option("--grammar <file>", "generate only text in this GBNF grammar (llama.cpp's notation, starting at root)")
     .option("--trace", "print each step's member candidates and the winner to stderr")
     .option("--json", "print one JSON object with the text, counts and timings instead of streaming")
     .action(async (promptArg: string | undefined, flags: GenerateFlags, self: Command) => {
@@ -38,6 +43,7 @@ async function runGenerate(promptArg: string | undefined, flags: GenerateFlags, 
     }
     members = members.map((m) => ({ ...m, weight: 1 }));
   }
+  const constraint = await constraintFromFiles(flags);
   const text = promptArg ?? (await readStdin());
   const prompt: Prompt = flags.chat ? { messages: [{ role: "user", content: text }] } : { text };
   const gate = flags.only !== undefined ? undefined : config.gate;
@@ -51,7 +57,7 @@ async function runGenerate(promptArg: string | undefined, flags: GenerateFlags, 
     alignCache: { onProgress: bar.update, onNote: (message) => process.stderr.write(`chorus: ${message}\n`) },
   });
   try {
-    const options: GenerateOptions = { trace: flags.trace };
+    const options: GenerateOptions = { trace: flags.trace, constraint };
     if (isIdSpaceMethod(config.method) && members.length > 1) {
       await ensemble.prepareAlignment(config.method as AlignMethod).finally(bar.end);
     }

@@ -16,6 +16,7 @@ interface ServeFlags {
   bodyLimit: number;
   requestTimeout: number;
   drainTimeout: number;
+  cors?: string[];
 }
 
 const integer = (name: string, min: number) => (value: string) => {
@@ -36,6 +37,7 @@ export function registerServe(program: Command): void {
     .option("--queue-size <n>", "requests that may wait while one generates; more get 429", integer("--queue-size", 0), 16)
     .option("--body-limit <bytes>", "largest request body", integer("--body-limit", 1024), DEFAULT_BODY_LIMIT)
     .option("--request-timeout <ms>", "most time a client may take to send a whole request (headers and body); slower ones get 408", integer("--request-timeout", 1), DEFAULT_REQUEST_TIMEOUT_MS)
+    .option("--cors <origin>", "let browser apps from this origin call the API (repeatable; * for any); off by default", (value: string, previous: string[] = []) => [...previous, value])
     .option("--drain-timeout <ms>", "on SIGTERM/SIGINT, how long running generations may finish before they are ended (a second signal ends them at once)", integer("--drain-timeout", 0), 30_000)
     .action(async (flags: ServeFlags, self: Command) => {
       await runServe(flags, await ensembleFromOptions(self));
@@ -54,6 +56,7 @@ async function runServe(flags: ServeFlags, { config, label }: CommandEnsemble): 
     bodyLimit: flags.bodyLimit,
     requestTimeout: flags.requestTimeout,
     onRequestEnd: (e) => process.stderr.write(`chorus: ${requestLine(e)}\n`),
+    cors: flags.cors,
   });
   let address: string;
   try {

@@ -92,6 +92,9 @@ export class Ensemble {
       only: options.only,
       trace: options.trace ?? false,
       fullDistributions: options.fullDistributions ?? false,
+      constraint: options.constraint,
+      logprobs: options.logprobs,
+      memberLogprobs: options.memberLogprobs ?? false,
       signal: options.signal,
     };
   }

@@ -11,6 +11,10 @@ import { TextOutput } from "./text-output.js";
 import { surfaceToText } from "../tokens/vocabulary.js";
 import type { IdSpaceMethod } from "./id-space.js";
 import type { CandidateTrace, FinishReason, GenerationResult, MemberSpec, MethodName, Step, StepTrace } from "./types.js";
+import { ConstraintError, type ConstraintState, type TextConstraint } from "../constraints/constraint.js";
+import { StepConstraint } from "./constrained-candidates.js";
+import { stepLogprobs } from "./step-logprobs.js";
+import { forcedBytes } from "../constraints/forced.js";
 
 /**
  * Members list this many top tokens at least: llama.cpp sorts the whole vocabulary for any top-N
@@ -20,6 +24,9 @@ import type { CandidateTrace, FinishReason, GenerationResult, MemberSpec, Method
 const MIN_FETCH = 128;
 const FETCH_GROWTH = 8;
 const MAX_GROWN_FETCH = 8192;
+
+/** Longest text the constraint forces in one step (the members catch up with it at their next evaluation). */
+const MAX_FORCED = 16;
 
 /** Everything one generation needs to know, resolved from the ensemble's spec and the call's options. */
 export interface GenerationSettings {
@@ -37,6 +44,9 @@ export interface GenerationSettings {
   readonly only: string | undefined;
   readonly trace: boolean;
   readonly fullDistributions: boolean;
+  readonly constraint: TextConstraint | undefined;
+  readonly logprobs: number | undefined;
+  readonly memberLogprobs: boolean;
   readonly signal: AbortSignal | undefined;
 }
 
@@ -47,7 +57,7 @@ interface Vote {
   /** Index of the chosen text in `combined`. */
   readonly winner: number;
   readonly voters: readonly number[];
-  /** The primary decided alone (gating). */
+  /** The primary decided alone (gating), or the constraint did (no voters). */
   readonly decidedAlone: boolean;
   /** Rounds in which the method's bound asked the members for more candidates. */
   readonly escalations: number;
@@ -55,6 +65,12 @@ interface Vote {
   readonly survivors?: readonly string[];
   /** Byte-level voting: each voter's mass on the committed bytes. */
   readonly memberMass?: readonly number[];
+}
+
+/** A step the constraint decides alone: the only text it allows here, score 1, no voters. */
+function forcedVote(text: string): Vote {
+  const one = Float64Array.of(1);
+  return { candidates: new Map(), combined: { texts: [text], scores: one, lower: one, upper: one, unlistedUpper: 0 }, winner: 0, voters: [], decidedAlone: true, escalations: 0 };
 }
 
 /** Raised inside a step when members with `onFailure: drop` failed; the step is redone without them. */
@@ -114,6 +130,9 @@ export class Generation {
   private finishReason: FinishReason = "length";
   /** The counting member's tokens for the generated text, after the last step. */
   private completionTokens = 0;
+  /** The constraint's state after the text so far, and its filter for the step being voted. */
+  private constraintState: ConstraintState | undefined;
+  private stepConstraint: StepConstraint | undefined;
 
   constructor(
     private readonly members: readonly Member[],
@@ -144,6 +163,30 @@ export class Generation {
     this.evaluations = members.map(() => 0);
     this.timings = new Timings(members);
     this.firstFetch = Math.max(settings.uniteK, MIN_FETCH);
+    this.constraintState = settings.constraint?.start();
+    const needed = this.constraintState?.minBytesToEnd ?? 0;
+    const room = Math.min(this.stepsLeftAfterStep() + 1, this.bytesLeft());
+    if (needed > room) {
+      throw new ConstraintError(
+        `the shortest text ${settings.constraint!.description} allows is ${needed} bytes, and this generation has room for ${room} (a step or a token may write one byte); raise max_tokens`,
+      );
+    }
+  }
+
+  /** Steps the generation may take after the coming one (each writes at least one byte). */
+  private stepsLeftAfterStep(): number {
+    return this.settings.maxSteps - this.steps - 1;
+  }
+
+  /**
+   * Bytes the generation can still write (this step's piece included) and stay within
+   * `maxTokens` and every member's context: a token spells at least one byte. One token is kept
+   * back because re-tokenizing the text's tail can move a boundary.
+   */
+  private bytesLeft(): number {
+    const tokens = this.settings.maxTokens - this.completionTokens - 1;
+    const context = this.active.map((i) => this.members[i]!.contextSize - this.tracks[i]!.tokenCount - 3 - (this.text.length - this.tracks[i]!.textLength));
+    return Math.min(tokens, ...context);
   }
 
   private readonly onFailure: readonly ("fail" | "drop")[];
@@ -153,9 +196,11 @@ export class Generation {
     while (this.completionTokens < settings.maxTokens && this.steps < settings.maxSteps) {
       if (settings.signal?.aborted) throw settings.signal.reason ?? new Error("aborted");
       if (this.contextFull()) break;
+      this.stepConstraint = this.constraintState ? new StepConstraint(this.constraintState, this.stepsLeftAfterStep(), this.bytesLeft()) : undefined;
+      const forced = this.constraintState ? forcedBytes(this.constraintState, MAX_FORCED) : "";
       let vote: Vote;
       try {
-        vote = await this.vote();
+        vote = forced ? forcedVote(forced) : await this.vote();
       } catch (error) {
         if (!(error instanceof DroppedMembers)) throw error;
         this.drop(error.indexes);
@@ -204,29 +249,40 @@ export class Generation {
     const index = this.steps - 1;
     const ensembled = !decidedAlone;
     const trace = this.settings.trace ? { ...this.traceOf(vote), survivors } : undefined;
+    const logprobs = this.logprobsOf(vote);
     if (chosen === END_TEXT) {
       this.finishReason = "stop";
-      return { index, text: this.output.next(this.text, true), bytes: chosen, ensembled, escalations, trace };
+      return { index, text: this.output.next(this.text, true), bytes: chosen, ensembled, escalations, trace, logprobs };
     }
     const before = this.text.length;
     this.text += chosen;
     const syncStart = performance.now();
     for (const i of voters) this.tracks[i]!.accept(chosen, before, voters.length === 1 || i === this.idSpace?.mainIndex);
     this.timings.syncMs += performance.now() - syncStart;
+    this.constraintState = this.constraintState?.advance(chosen) ?? undefined;
     const stopAt = this.output.findStop(this.text);
-    if (stopAt >= 0) {
-      this.text = this.text.slice(0, stopAt);
+    // A finished constrained text: nothing but the end may follow.
+    const finished = this.constraintState !== undefined && !this.constraintState.canContinue;
+    if (stopAt >= 0 || finished) {
+      if (stopAt >= 0) this.text = this.text.slice(0, stopAt);
       this.finishReason = "stop";
-      return { index, text: this.output.next(this.text, true), bytes: chosen, ensembled, escalations, trace };
+      return { index, text: this.output.next(this.text, true), bytes: chosen, ensembled, escalations, trace, logprobs };
     }
     // A piece may hold several of the counting member's tokens: the text ends after the last one the budget allows.
     const ends = this.tracks[this.countingIndex()]!.generatedTokenEnds(this.text);
     this.completionTokens = Math.min(ends.length, this.settings.maxTokens);
     if (ends.length >= this.settings.maxTokens) {
       this.text = this.text.slice(0, ends[this.settings.maxTokens - 1]!);
-      return { index, text: this.output.next(this.text, true), bytes: chosen, ensembled, escalations, trace };
+      return { index, text: this.output.next(this.text, true), bytes: chosen, ensembled, escalations, trace, logprobs };
     }
-    return { index, text: this.output.next(this.text, false), bytes: chosen, ensembled, escalations, trace };
+    return { index, text: this.output.next(this.text, false), bytes: chosen, ensembled, escalations, trace, logprobs };
+  }
+
+  private logprobsOf(vote: Vote): Step["logprobs"] {
+    const { logprobs, memberLogprobs } = this.settings;
+    if (logprobs === undefined) return undefined;
+    const members = memberLogprobs ? vote.voters.map((i) => ({ name: this.members[i]!.name, candidates: vote.candidates.get(i)! })) : undefined;
+    return stepLogprobs(vote.combined, vote.winner, logprobs, members);
   }
 
   /** The member whose tokens `maxTokens` counts: the primary, else the first voting member. */
@@ -288,7 +344,8 @@ export class Generation {
     const buildStart = performance.now();
     indexes.forEach((i, k) => {
       const { dists, branches, branchDists } = answers[k]!;
-      result.set(i, tracks[i]!.build(plans.get(i)!, dists, branches, branchDists));
+      const built = tracks[i]!.build(plans.get(i)!, dists, branches, branchDists);
+      result.set(i, this.stepConstraint ? this.stepConstraint.filter(built) : built);
     });
     timings.extractionMs += performance.now() - buildStart;
     return result;
@@ -320,16 +377,28 @@ export class Generation {
     const base = { candidates, voters, decidedAlone };
     // A member voting alone keeps its own token-level choice, whatever the method.
     const ensembling = !decidedAlone && voters.length > 1;
+    let vote: Vote;
     if (this.idSpace && ensembling) {
-      const { combined, survivors } = this.idSpace.step(voters, voterWeights, candidates);
-      return { ...base, combined, winner: this.pick(combined), escalations: 0, survivors };
+      const idSpace = this.idSpace;
+      const { result, escalations } = await this.escalate(voters, candidates, async () => idSpace.step(voters, voterWeights, candidates), (r) => this.allowsSome(r.combined));
+      vote = { ...base, combined: result.combined, winner: this.pick(result.combined), escalations, survivors: result.survivors };
+    } else if (settings.method === "unite" && ensembling) {
+      const { result: combined, escalations } = await this.escalate(voters, candidates, () => this.uniteCombined(voters, voterWeights, candidates), (c) => this.allowsSome(c));
+      vote = { ...base, combined, winner: this.pick(combined), escalations };
+    } else if (settings.method === "bytes" && ensembling) {
+      vote = await this.bytesVote(base, voterWeights);
+    } else {
+      vote = await this.gacVote(base, voterWeights);
     }
-    if (settings.method === "unite" && ensembling) {
-      const combined = await this.uniteCombined(voters, voterWeights, candidates);
-      return { ...base, combined, winner: this.pick(combined), escalations: 0 };
+    if (!this.allowsSome(vote.combined)) {
+      throw new ConstraintError(`no member can continue the text within ${settings.constraint!.description} here (their whole vocabularies were asked); the text so far: ${JSON.stringify(surfaceToText(this.text))}`);
     }
-    if (settings.method === "bytes" && ensembling) return this.bytesVote(base, voterWeights);
-    return this.gacVote(base, voterWeights);
+    return vote;
+  }
+
+  /** Under a constraint, the members' listed candidates may all lie outside the language: then there is nothing to choose yet. */
+  private allowsSome(combined: Combined): boolean {
+    return this.stepConstraint === undefined || combined.scores.some((p) => p > 0);
   }
 
   private pick(combined: Combined): number {
@@ -342,12 +411,12 @@ export class Generation {
 
   /**
    * Asks the voters for more candidates (×8 up to 8192, then the full vocabulary) until `proven`
-   * holds for the re-computed result; greedy decoding only.
+   * holds for the re-computed result (a method's bound holds only under greedy decoding; see the callers).
    */
-  private async escalate<T>(voters: readonly number[], candidates: Map<number, MemberCandidates>, compute: () => T, proven: (result: T) => boolean): Promise<{ result: T; escalations: number }> {
-    let result = compute();
+  private async escalate<T>(voters: readonly number[], candidates: Map<number, MemberCandidates>, compute: () => T | Promise<T>, proven: (result: T) => boolean): Promise<{ result: T; escalations: number }> {
+    let result = await compute();
     let escalations = 0;
-    for (let fetchK = this.firstFetch; this.greedy && !this.settings.fullDistributions; ) {
+    for (let fetchK = this.firstFetch; !this.settings.fullDistributions; ) {
       if (proven(result)) break;
       escalations++;
       const full = fetchK >= MAX_GROWN_FETCH;
@@ -355,7 +424,7 @@ export class Generation {
       const fetch: FetchPlan = full ? { topK: this.firstFetch, full: true } : { topK: Math.min(fetchK, MAX_GROWN_FETCH) };
       const more = await this.evaluate(voters, () => fetch);
       for (const [i, c] of more) candidates.set(i, c);
-      result = compute();
+      result = await compute();
       if (full) break;
     }
     return { result, escalations };
@@ -368,7 +437,7 @@ export class Generation {
       voters,
       candidates,
       () => gac(voters.map((i) => candidates.get(i)!), voterWeights),
-      (c) => isCertified(c, argmax(c.scores)),
+      (c) => this.allowsSome(c) && (!this.greedy || isCertified(c, argmax(c.scores))),
     );
     return { ...base, combined, winner: this.pick(combined), escalations };
   }
@@ -381,7 +450,7 @@ export class Generation {
       voters,
       candidates,
       () => bytesVote(voters.map((i) => candidates.get(i)!), voterWeights, this.settings.bytes, chooser),
-      (v) => v.proven,
+      (v) => this.allowsSome(v.combined) && (!this.greedy || v.proven),
     );
     return { ...base, combined: result.combined, winner: 0, escalations, memberMass: result.memberMass };
   }

@@ -5,6 +5,8 @@ import type { PrepareOptions } from "../align/cache.js";
 import type { BytesOptions } from "../methods/bytes.js";
 import type { GpuSetting } from "../members/runtime.js";
 import type { MemberSpec } from "../members/spec.js";
+import type { TextConstraint } from "../constraints/constraint.js";
+import type { StepLogprobs } from "./step-logprobs.js";
 
 export type MethodName = "gac" | "unite" | "eva" | "deepen" | "bytes";
 
@@ -67,6 +69,12 @@ export interface GenerateOptions {
   readonly trace?: boolean;
   /** Ask every member for its whole distribution every step (slow on large vocabularies; for checks). */
   readonly fullDistributions?: boolean;
+  /** Generate only text in this language (a grammar, a JSON schema): every member's candidates outside it are dropped before combining. */
+  readonly constraint?: TextConstraint;
+  /** Attach per-step log-probabilities with this many best alternatives (0: the chosen piece only). */
+  readonly logprobs?: number;
+  /** With `logprobs`: each voting member's log-probability of the chosen piece too. */
+  readonly memberLogprobs?: boolean;
   readonly signal?: AbortSignal;
 }
 
@@ -101,6 +109,8 @@ export interface Step {
   /** How many times members were asked for more candidates before the choice was proven exact. */
   readonly escalations: number;
   readonly trace?: StepTrace;
+  /** With `logprobs`: the ensemble's combined score of the chosen piece and of its best alternatives, as natural logarithms. */
+  readonly logprobs?: StepLogprobs;
 }
 
 export type FinishReason = "stop" | "length";

@@ -9,8 +9,25 @@
 import { Environment, Interpreter, Template } from '@huggingface/jinja';
 
 export interface ChatMessage {
-  role: 'system' | 'user' | 'assistant';
+  role: 'system' | 'user' | 'assistant' | 'tool';
   content: string;
+  /** An assistant turn's tool calls, in Hugging Face's form (arguments as an object when they parse as JSON). */
+  tool_calls?: readonly ChatToolCall[];
+  /** A tool turn: the call it answers, and the tool's name when known. */
+  tool_call_id?: string;
+  name?: string;
+}
+
+export interface ChatToolCall {
+  id?: string;
+  type: 'function';
+  function: { name: string; arguments: unknown };
+}
+
+/** A tool offered to the model, as chat templates take it (`tools` in transformers' apply_chat_template). */
+export interface ChatTool {
+  type: 'function';
+  function: { name: string; description?: string; parameters?: unknown };
 }
 
 export interface ChatSpecialTokens {
@@ -28,6 +45,21 @@ export interface RenderChatOptions {
    * `{ enable_thinking: false }` for Qwen3. They cannot override the standard variables.
    */
   variables?: Record<string, unknown>;
+  /** Tools offered to the model, passed to the template as `tools`. */
+  tools?: readonly ChatTool[];
+}
+
+/** Whether a template renders tools: it reads the `tools` variable (templates without tool support ignore it). */
+export function templateTakesTools(template: string): boolean {
+  return /\btools\b/.test(template);
+}
+
+function copyMessage(message: ChatMessage): Record<string, unknown> {
+  const copy: Record<string, unknown> = { role: message.role, content: message.content };
+  if (message.tool_calls) copy.tool_calls = structuredClone(message.tool_calls);
+  if (message.tool_call_id !== undefined) copy.tool_call_id = message.tool_call_id;
+  if (message.name !== undefined) copy.name = message.name;
+  return copy;
 }
 
 /** A chat template that cannot be parsed or rendered, or that called `raise_exception`. */
@@ -93,7 +125,8 @@ export function renderChatPrompt(
     strftime_now: strftimeNow,
     ...options.variables,
     // Plain copies: never hand the caller's objects to the engine.
-    messages: messages.map((message) => ({ role: message.role, content: message.content })),
+    messages: messages.map(copyMessage),
+    ...(options.tools ? { tools: structuredClone(options.tools) } : {}),
     add_generation_prompt: options.addGenerationPrompt ?? true,
     raise_exception: (message?: unknown) => {
       throw new RaisedByTemplate(message === undefined ? 'raise_exception() called' : String(message));

@@ -1,7 +1,8 @@
 import type { LlamaModel, Token } from "node-llama-cpp";
 import { surfaceToText, textToSurface, TokenKind, vocabularyFromGguf, type Vocabulary } from "../tokens/vocabulary.js";
 import { EncodeError, firstUnencodable, maxSurfaceLength, TokenLimitError, tokenizeExact } from "./exact-tokenize.js";
-import { renderChatPrompt, type ChatMessage } from "./chat-template.js";
+import { renderChatPrompt, templateTakesTools, type ChatMessage } from "./chat-template.js";
+import { messagesWithoutToolSupport } from "./tool-prompt.js";
 import { ContextOverflowError, MemberError, type Prompt, type PromptTokens, type TokenRun } from "./member.js";
 
 /** What a tokenizer file gives: its vocabulary, two ways to tokenize, and what chat prompts need. */
@@ -58,7 +59,7 @@ export class MemberTokenizer {
   promptTokens(prompt: Prompt, contextSize = Infinity): PromptTokens {
     const bos = this.source.bosToPrepend;
     if ("text" in prompt || this.chatTemplate === undefined) {
-      const text = "text" in prompt ? prompt.text : plainConversation(prompt.messages);
+      const text = "text" in prompt ? prompt.text : plainConversation(messagesWithoutToolSupport(prompt.messages, prompt.tools));
       const bytes = textToSurface(text);
       const prefix = bos === null ? [] : [bos];
       this.assertCanFit(bytes.length, this.longestToken(), prefix.length, contextSize);
@@ -74,10 +75,15 @@ export class MemberTokenizer {
       if (count > contextSize) throw new ContextOverflowError(this.name, `the prompt is ${count} tokens but this member's context holds ${contextSize}; shorten the prompt or raise contextSize`);
       return { prefix, text: run, textBytes: bytes, endsOnOwnBoundary: false };
     }
-    const rendered = renderChatPrompt(this.chatTemplate, prompt.messages, {
-      bosToken: this.source.bosText,
-      eosToken: this.source.eosText,
-    });
+    const native = templateTakesTools(this.chatTemplate);
+    const usesTools = prompt.tools !== undefined || prompt.messages.some((m) => m.role === "tool" || m.tool_calls !== undefined);
+    const messages = usesTools && !native ? messagesWithoutToolSupport(prompt.messages, prompt.tools) : prompt.messages;
+    const rendered = renderChatPrompt(
+      this.chatTemplate,
+      messages,
+      { bosToken: this.source.bosText, eosToken: this.source.eosText },
+      native && prompt.tools ? { tools: prompt.tools } : {},
+    );
     const longest = Math.max(this.longestToken(), this.source.longestSpecialText);
     this.assertCanFit(Buffer.byteLength(rendered, "utf8"), longest, bos === null ? 0 : 1, contextSize);
     this.assertEncodable(rendered);

@@ -1,10 +1,10 @@
 import type { Vocabulary } from "../tokens/vocabulary.js";
 import type { DistributionRequest, SparseDistribution } from "./distribution.js";
-import type { ChatMessage } from "./chat-template.js";
+import type { ChatMessage, ChatTool } from "./chat-template.js";
 import type { Device } from "./runtime.js";
 
-/** A prompt: raw text, or a conversation rendered with each member's own chat template. */
-export type Prompt = { readonly text: string } | { readonly messages: readonly ChatMessage[] };
+/** A prompt: raw text, or a conversation (with the tools offered, if any) rendered with each member's own chat template. */
+export type Prompt = { readonly text: string } | { readonly messages: readonly ChatMessage[]; readonly tools?: readonly ChatTool[] };
 
 /** Token ids with the number of text bytes each one stands for (exact surfaces, or an unknown token's character). */
 export interface TokenRun {

@@ -1,11 +1,13 @@
 import { randomUUID } from "node:crypto";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import cors from "@fastify/cors";
 import type { Ensemble, GenerationResult, Step } from "../engine/ensemble.js";
 import { bearerCheck } from "./api-key.js";
 import { ApiError, invalid, toApiError } from "./errors.js";
 import { GenerationQueue } from "./queue.js";
 import { chatRequestSchema, completionRequestSchema, fromChat, fromCompletion, parseBody, type GenerationRequest } from "./openai-request.js";
 import { TRACE_PAGE } from "./trace-page.js";
+import { AnswerBuilder } from "./answer.js";
 
 export interface ServedModel {
   /** The name clients pass as `model`. */
@@ -23,6 +25,8 @@ export interface ServerOptions {
   readonly bodyLimit?: number;
   /** Most milliseconds a client may take to send a whole request, headers and body; slower ones get 408. */
   readonly requestTimeout?: number;
+  /** Origins allowed to call the API from a browser (CORS); none when left out. `*` allows any. */
+  readonly cors?: string | readonly string[];
   /** Called when a generation ends, however it ends. */
   readonly onGenerationEnd?: (event: GenerationEnd) => void;
   /** Called once per request when its response closes, whatever its status (for logs). */
@@ -66,6 +70,8 @@ export interface ChorusServer {
 interface Model extends ServedModel {
   readonly queue: GenerationQueue;
   readonly created: number;
+  /** Recent generations' duration, for Retry-After. */
+  averageMs: number;
 }
 
 export const DEFAULT_BODY_LIMIT = 1024 * 1024;
@@ -80,7 +86,7 @@ const SHUTTING_DOWN = () => new ApiError(503, "the server is shutting down; retr
 export function createServer(options: ServerOptions): ChorusServer {
   const created = Math.floor(Date.now() / 1000);
   const models = new Map<string, Model>(
-    options.models.map((m) => [m.id, { ...m, queue: new GenerationQueue(options.queueSize ?? 16), created }]),
+    options.models.map((m) => [m.id, { ...m, queue: new GenerationQueue(options.queueSize ?? 16), created, averageMs: 1000 }]),
   );
   const running = new Set<AbortController>();
   /** Generation responses not yet closed, so a drain can let their last events go out. */
@@ -121,7 +127,7 @@ export function createServer(options: ServerOptions): ChorusServer {
   });
 
   app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, request, reply) => {
-    if (error instanceof ApiError) return reply.status(error.status).send(fail(request, error).body());
+    if (error instanceof ApiError) return reply.status(error.status).headers(error.headers).send(fail(request, error).body());
     const status = error.statusCode ?? 500;
     const message =
       error.code === "FST_ERR_CTP_INVALID_JSON_BODY" || error.code === "FST_ERR_CTP_EMPTY_JSON_BODY"
@@ -139,11 +145,18 @@ export function createServer(options: ServerOptions): ChorusServer {
     return reply.status(404).send(fail(request, error).body());
   });
 
+  if (options.cors !== undefined) {
+    const origins = typeof options.cors === "string" ? [options.cors] : [...options.cors];
+    app.register(cors, { origin: origins.includes("*") ? "*" : origins, methods: ["GET", "POST"], maxAge: 600 });
+  }
+
   const checkKey = options.apiKey === undefined ? undefined : bearerCheck(options.apiKey);
   app.addHook("onRequest", async (request) => {
     // Decided on the route the router matched, not on the raw target: the router percent-decodes
     // (`/%761/completions`) and takes absolute-form targets (`POST http://host/v1/completions`).
     if (request.routeOptions.url?.startsWith("/v1/") !== true) return;
+    // A browser's CORS preflight carries no credentials; @fastify/cors answers it.
+    if (request.method === "OPTIONS" && options.cors !== undefined) return;
     if (draining) throw SHUTTING_DOWN();
     checkKey?.(request.headers.authorization);
   });
@@ -155,16 +168,25 @@ export function createServer(options: ServerOptions): ChorusServer {
     return reply.status(draining ? 503 : 200).send({ status: draining ? "draining" : "ok", models: queues });
   });
 
-  app.get("/v1/models", async () => ({
-    object: "list",
-    data: [...models.values()].map((m) => ({
+  const modelCard = (m: Model) => {
+    // The ensemble's prompt and answer must fit every member's context.
+    const contextLength = Math.min(...m.ensemble.members.map((member) => member.contextSize));
+    return {
       id: m.id,
       object: "model",
       created: m.created,
       owned_by: "chorus",
       members: m.ensemble.members.map((member) => member.name),
-    })),
-  }));
+      context_length: contextLength,
+      max_model_len: contextLength,
+    };
+  };
+  app.get("/v1/models", async () => ({ object: "list", data: [...models.values()].map(modelCard) }));
+  app.get<{ Params: { id: string } }>("/v1/models/:id", async (request) => {
+    const model = models.get(request.params.id);
+    if (!model) throw unknownModel(request.params.id);
+    return modelCard(model);
+  });
 
   app.post("/v1/completions", async (request, reply) => {
     const body = parseBody(completionRequestSchema, request.body);
@@ -176,11 +198,13 @@ export function createServer(options: ServerOptions): ChorusServer {
     await serve(reply, fromChat(body), "chat");
   });
 
+  function unknownModel(id: string): ApiError {
+    return new ApiError(404, `the model '${id}' does not exist; served models: ${[...models.keys()].join(", ")}`, "not_found_error", "model", "model_not_found");
+  }
+
   function modelFor(generation: GenerationRequest): Model {
     const model = models.get(generation.model);
-    if (!model) {
-      throw new ApiError(404, `the model '${generation.model}' does not exist; served models: ${[...models.keys()].join(", ")}`, "not_found_error", "model", "model_not_found");
-    }
+    if (!model) throw unknownModel(generation.model);
     const count = model.ensemble.members.length;
     const weights = generation.options.weights;
     if (weights && weights.length !== count) {
@@ -207,7 +231,16 @@ export function createServer(options: ServerOptions): ChorusServer {
     });
     openResponses.add(closed);
     void closed.then(() => openResponses.delete(closed));
-    const release = await model.queue.acquire(controller.signal);
+    let release: () => void;
+    try {
+      release = await model.queue.acquire(controller.signal);
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 429) {
+        const seconds = Math.max(1, Math.ceil((model.averageMs * (model.queue.stats.waiting + 1)) / 1000));
+        throw new ApiError(429, error.message, error.type, error.param, error.code, { "retry-after": String(seconds) });
+      }
+      throw error;
+    }
     let ended!: (end: GenerationEnd) => void;
     generations.set(reply.request.raw, new Promise((resolve) => (ended = resolve)));
     running.add(controller);
@@ -225,15 +258,15 @@ export function createServer(options: ServerOptions): ChorusServer {
       }
       const promptTokens = countPromptTokens(model.ensemble, generation);
       const meta = { id: `${kind === "chat" ? "chatcmpl" : "cmpl"}-${randomUUID()}`, created: Math.floor(Date.now() / 1000), model: model.id };
+      const answer = new AnswerBuilder(kind, generation);
       if (generation.stream) {
-        await streamResponse(reply, steps, first, meta, kind, generation, promptTokens, controller.signal, progress);
+        await streamResponse(reply, steps, first, meta, kind, generation, answer, promptTokens, controller.signal, progress);
       } else {
         const trace: Step[] = [];
         let next = first;
-        let text = "";
         while (!next.done) {
           progress.steps++;
-          text += next.value.text;
+          answer.add(next.value);
           if (generation.options.trace) trace.push(next.value);
           try {
             next = await steps.next();
@@ -243,16 +276,13 @@ export function createServer(options: ServerOptions): ChorusServer {
           }
         }
         const result = next.value;
-        const choice =
-          kind === "chat"
-            ? { index: 0, message: { role: "assistant", content: text }, logprobs: null, finish_reason: result.finishReason }
-            : { index: 0, text, logprobs: null, finish_reason: result.finishReason };
+        const extra = answer.extra();
         await reply.send({
           ...meta,
           object: kind === "chat" ? "chat.completion" : "text_completion",
-          choices: [choice],
+          choices: [answer.choice(result)],
           usage: usage(promptTokens, result.completionTokens),
-          ...(generation.options.trace ? { ensemble: ensembleSummary(result, trace) } : {}),
+          ...(generation.options.trace || extra ? { ensemble: { ...(generation.options.trace ? ensembleSummary(result, trace) : {}), ...extra } } : {}),
         });
         progress.outcome = "done";
       }
@@ -262,6 +292,7 @@ export function createServer(options: ServerOptions): ChorusServer {
       running.delete(controller);
       release();
       if (controller.signal.aborted && progress.outcome !== "done") progress.outcome = "cancelled";
+      if (progress.outcome === "done") model.averageMs = 0.8 * model.averageMs + 0.2 * (performance.now() - started);
       const end: GenerationEnd = { model: model.id, stream: generation.stream, steps: progress.steps, outcome: progress.outcome, ms: performance.now() - started };
       ended(end);
       options.onGenerationEnd?.(end);
@@ -275,6 +306,7 @@ export function createServer(options: ServerOptions): ChorusServer {
     meta: { id: string; created: number; model: string },
     kind: "completion" | "chat",
     generation: GenerationRequest,
+    answer: AnswerBuilder,
     promptTokens: number,
     signal: AbortSignal,
     progress: { steps: number; outcome: GenerationEnd["outcome"] },
@@ -286,13 +318,7 @@ export function createServer(options: ServerOptions): ChorusServer {
     const send = (data: unknown) => {
       if (!raw.destroyed) raw.write(`data: ${JSON.stringify(data)}\n\n`);
     };
-    const chunk = (text: string | undefined, finish: string | null, extra: Record<string, unknown> = {}) => {
-      const choice =
-        kind === "chat"
-          ? { index: 0, delta: text === undefined ? {} : { content: text }, logprobs: null, finish_reason: finish }
-          : { index: 0, text: text ?? "", logprobs: null, finish_reason: finish };
-      send({ ...meta, object, choices: [choice], ...extra });
-    };
+    const chunk = (choice: Record<string, unknown>, extra: Record<string, unknown> = {}) => send({ ...meta, object, choices: [choice], ...extra });
     if (kind === "chat") send({ ...meta, object, choices: [{ index: 0, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }] });
     // The engine's step texts are already whole characters, held back where a stop string may begin.
     let next = first;
@@ -300,15 +326,19 @@ export function createServer(options: ServerOptions): ChorusServer {
       while (!next.done) {
         const step = next.value;
         progress.steps++;
-        const text = step.text;
-        if (text || step.trace) {
-          const extra = step.trace ? { ensemble: { step: { index: step.index, text, ensembled: step.ensembled, trace: step.trace } } } : {};
-          chunk(text, null, extra);
-        }
+        const choices = answer.add(step);
+        const stepExtra = answer.stepExtra(step);
+        const ensemble = {
+          ...(step.trace ? { step: { index: step.index, text: step.text, ensembled: step.ensembled, trace: step.trace } } : {}),
+          ...stepExtra,
+        };
+        const extra = step.trace || stepExtra ? { ensemble } : {};
+        if (choices.length === 0 && (step.trace || stepExtra)) choices.push(kind === "chat" ? { index: 0, delta: {}, logprobs: null, finish_reason: null } : { index: 0, text: "", logprobs: null, finish_reason: null });
+        choices.forEach((choice, k) => chunk(choice, k === 0 ? extra : {}));
         next = await steps.next();
       }
       const result = next.value;
-      chunk(undefined, result.finishReason, generation.options.trace ? { ensemble: ensembleSummary(result, []) } : {});
+      chunk(answer.finish(result), generation.options.trace ? { ensemble: ensembleSummary(result, []) } : {});
       if (generation.includeUsage) send({ ...meta, object, choices: [], usage: usage(promptTokens, result.completionTokens) });
       progress.outcome = "done";
     } catch (error) {

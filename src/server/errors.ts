@@ -1,4 +1,5 @@
 import { ContextOverflowError, MemberError, MemberUnavailableError } from "../members/member.js";
+import { ConstraintError } from "../constraints/constraint.js";
 
 export type ErrorType = "invalid_request_error" | "authentication_error" | "not_found_error" | "rate_limit_error" | "server_error";
 
@@ -10,6 +11,8 @@ export class ApiError extends Error {
     readonly type: ErrorType,
     readonly param: string | null = null,
     readonly code: string | null = null,
+    /** HTTP headers the answer carries (Retry-After on 429). */
+    readonly headers: Readonly<Record<string, string>> = {},
   ) {
     super(message);
   }
@@ -29,6 +32,9 @@ export const invalid = (param: string | null, message: string, code: string | nu
 export function toApiError(error: unknown, promptParam: string, beforeFirstStep: boolean): ApiError {
   if (error instanceof ApiError) return error;
   if (error instanceof ContextOverflowError) return invalid(promptParam, error.message, "context_length_exceeded");
+  if (error instanceof ConstraintError) {
+    return beforeFirstStep ? invalid("max_tokens", error.message, "constraint_too_long") : new ApiError(500, error.message, "server_error", null, "constraint_failed");
+  }
   if (error instanceof MemberUnavailableError) {
     return new ApiError(error.unavailable ? 503 : 502, error.message, "server_error", null, "member_failed");
   }
