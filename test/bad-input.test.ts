@@ -1,13 +1,13 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import os from "node:os";
+import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { Ensemble } from "../src/engine/ensemble.js";
 import { LlamaMember } from "../src/members/llama.js";
 import { PAIR, S260K, TS656K } from "./helpers/models.js";
+import { tempDir } from "./helpers/temp-dir.js";
 
-const tmp = mkdtempSync(path.join(os.tmpdir(), "chorus-bad-"));
+const tmp = tempDir("chorus-bad-");
 
 describe("bad input gets a clear error, never a crash", () => {
   test("missing and non-GGUF model files", async () => {

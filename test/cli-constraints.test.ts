@@ -1,11 +1,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import os from "node:os";
+import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { tempDir } from "./helpers/temp-dir.js";
 
 const run = promisify(execFile);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -22,7 +22,7 @@ async function chorus(...args: string[]): Promise<{ code: number; stdout: string
 }
 
 test("chorus generate --json-schema FILE and --grammar FILE: the output follows them; a bad file names itself and the problem", async () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), "chorus-cli-constraints-"));
+  const dir = tempDir("chorus-cli-constraints-");
   const schema = path.join(dir, "card.json");
   writeFileSync(schema, JSON.stringify({ type: "object", properties: { name: { type: "string", maxLength: 20 }, age: { type: "integer", minimum: 0 } }, required: ["name", "age"], additionalProperties: false }));
   const card = await chorus("generate", "-c", example, "Lily's card: ", "--json-schema", schema, "--max-tokens", "60");

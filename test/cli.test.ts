@@ -1,12 +1,12 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import os from "node:os";
+import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { S260K, TINYSTORIES_DEV, TS656K } from "./helpers/models.js";
+import { tempDir } from "./helpers/temp-dir.js";
 
 const run = promisify(execFile);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -74,7 +74,7 @@ describe("chorus generate", () => {
   });
 
   test("mistakes get a message naming the problem and the fix, and exit non-zero", async () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), "chorus-cli-"));
+    const dir = tempDir("chorus-cli-");
     const bad = path.join(dir, "bad.yaml");
     writeFileSync(bad, `method: gac\nmembers:\n  - { name: a, model: ${S260K}, weight: -2 }\n  - { name: a, model: ${TS656K} }\n`);
     const config = await chorus("generate", "-c", bad, "Hi");
@@ -140,7 +140,7 @@ describe("chorus without a config file", () => {
   });
 
   test("a model name that is not on the machine gets one line with the download command", async () => {
-    const home = mkdtempSync(path.join(os.tmpdir(), "chorus-home-"));
+    const home = tempDir("chorus-home-");
     const { code, stderr } = await chorusWithEnv({ HOME: home }, "generate", "-m", "llama3.2:1b", "-m", "hf:bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M", "Hi");
     assert.equal(code, 1);
     const lines = stderr.trim().split("\n");
@@ -155,7 +155,7 @@ describe("chorus without a config file", () => {
     const rows = JSON.parse(bench.stdout).rows as { setup: string; system: string }[];
     assert.equal(rows[0]!.setup, "stories260K-f32+TinyStories-656K-f32");
     assert.ok(rows.some((r) => r.system === "GaC gated 0.9"), "the first -m member is the primary");
-    const cache = mkdtempSync(path.join(os.tmpdir(), "chorus-align-"));
+    const cache = tempDir("chorus-align-");
     const align = await chorus("align", "-m", S260K, "-m", TS656K, "--method", "deepen", "--cache-dir", cache, "--json");
     assert.equal(align.code, 0, align.stderr);
     assert.equal(JSON.parse(align.stdout).method, "deepen");

@@ -1,8 +1,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import os from "node:os";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -14,6 +13,7 @@ import { extractNextWord, splitDocuments } from "../src/eval/tasks/next-word.js"
 import { firstWord } from "../src/eval/tasks/data-files.js";
 import { pairedDifference, settingsLine, smallSampleWarning, svgChart, textTable, wilson, type Summary } from "../src/eval/report.js";
 import { SHARED, TINYSTORIES_DEV } from "./helpers/models.js";
+import { tempDir } from "./helpers/temp-dir.js";
 
 const run = promisify(execFile);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -31,7 +31,7 @@ async function chorus(...args: string[]): Promise<{ code: number; stdout: string
   }
 }
 
-const tempDir = () => mkdtempSync(path.join(os.tmpdir(), "chorus-eval-"));
+const evalDir = () => tempDir("chorus-eval-");
 const nextWordArgs = (out: string, limit: number, ...more: string[]) => [
   "eval", "-c", example, "--task", "next-word", "--data", TINYSTORIES_DEV, "--limit", String(limit), "--out", out, ...more,
 ];
@@ -197,7 +197,7 @@ describe("reports name their settings and warn when n is too small", () => {
 
 describe("chorus eval on the shared pair", () => {
   test("next-word with --members-too: results per item and system, summary, Markdown and chart", async () => {
-    const out = tempDir();
+    const out = evalDir();
     const { code, stdout, stderr } = await chorus(...nextWordArgs(out, 6, "--members-too"));
     assert.equal(code, 0, stderr);
     const lines = readFileSync(path.join(out, "results.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
@@ -244,7 +244,7 @@ describe("chorus eval on the shared pair", () => {
   });
 
   test("-m A -m B without a config; the settings name the members after their files", async () => {
-    const out = tempDir();
+    const out = evalDir();
     const models = path.join(SHARED, "models");
     const { code, stdout, stderr } = await chorus(
       "eval", "-m", path.join(models, "stories260K-f32.gguf"), "-m", path.join(models, "TinyStories-656K-f32.gguf"),
@@ -255,11 +255,11 @@ describe("chorus eval on the shared pair", () => {
   });
 
   test("killed mid-run (a real SIGKILL and a line cut mid-write), --resume gives the uninterrupted run's summary", async () => {
-    const whole = tempDir();
+    const whole = evalDir();
     assert.equal((await chorus(...nextWordArgs(whole, 8, "--members-too"))).code, 0);
     const expected = withoutSpeed(readJson(path.join(whole, "summary.json")));
 
-    const killed = tempDir();
+    const killed = evalDir();
     const results = path.join(killed, "results.jsonl");
     const child = spawn(process.execPath, [...cliArgs, ...nextWordArgs(killed, 8, "--members-too")], { cwd: root, stdio: "ignore" });
     const exited = new Promise((resolve) => child.on("exit", resolve));
@@ -287,7 +287,7 @@ describe("chorus eval on the shared pair", () => {
   });
 
   test("Ctrl-C stops with exit code 130, says how to continue, and --resume finishes the run", async () => {
-    const out = tempDir();
+    const out = evalDir();
     const results = path.join(out, "results.jsonl");
     const child = spawn(process.execPath, [...cliArgs, ...nextWordArgs(out, 30)], { cwd: root, stdio: ["ignore", "ignore", "pipe"] });
     let stderr = "";
@@ -308,11 +308,12 @@ describe("chorus eval on the shared pair", () => {
     const report = JSON.parse(stdout);
     assert.deepEqual(
       report.rows.map((r: { system: string }) => r.system),
-      ["s260k alone", "ts656k alone", "GaC", "GaC gated 0.9", "UniTE", "UniTE gated 0.9"],
+      ["s260k alone", "ts656k alone", "GaC", "GaC gated 0.9", "UniTE", "UniTE gated 0.9", "bytes/mix", "bytes/mix gated 0.9", "bytes/product", "bytes/product gated 0.9"],
     );
     for (const r of report.rows) {
       assert.equal(r.steps, 4);
       assert.ok(r.tokensPerSecond > 0 && r.memberWallMsPerStep > 0 && r.engineMsPerStep >= 0);
+      assert.ok(r.words > 0 && r.msPerWord > 0, JSON.stringify(r));
       const split = r.extractionMsPerStep + r.syncMsPerStep + r.combinationMsPerStep;
       assert.ok(r.extractionMsPerStep > 0 && r.syncMsPerStep > 0 && Math.abs(split - r.engineMsPerStep) < 1e-6, JSON.stringify(r));
     }
@@ -324,14 +325,14 @@ describe("chorus eval: bad input", () => {
   const summaryIn = (dir: string) => existsSync(path.join(dir, "summary.json"));
 
   test("unknown task", async () => {
-    const out = tempDir();
+    const out = evalDir();
     const r = await chorus("eval", "-c", example, "--task", "trivia", "--data", TINYSTORIES_DEV, "--out", out);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /unknown task "trivia": choose one of gsm8k, arc, mmlu, nq-open, lambada, next-word/);
   });
 
   test("a data file in the wrong format names the line and what was expected", async () => {
-    const dir = tempDir();
+    const dir = evalDir();
     const arcFile = path.join(DATA, "arc/ARC-Easy-test.jsonl");
     const wrongTask = await chorus("eval", "-c", example, "--task", "gsm8k", "--data", arcFile, "--out", path.join(dir, "a"));
     assert.equal(wrongTask.code, 1);
@@ -351,7 +352,7 @@ describe("chorus eval: bad input", () => {
   });
 
   test("an empty data set", async () => {
-    const dir = tempDir();
+    const dir = evalDir();
     const empty = path.join(dir, "empty.txt");
     writeFileSync(empty, "\n<|endoftext|>\n\n");
     const r = await chorus("eval", "-c", example, "--task", "next-word", "--data", empty, "--out", path.join(dir, "out"));
@@ -362,7 +363,7 @@ describe("chorus eval: bad input", () => {
   });
 
   test("an output folder that cannot be written", async () => {
-    const dir = tempDir();
+    const dir = evalDir();
     const file = path.join(dir, "a-file");
     writeFileSync(file, "");
     const r = await chorus(...nextWordArgs(path.join(file, "out"), 2));
@@ -380,7 +381,7 @@ describe("chorus eval: bad input", () => {
   });
 
   test("resuming results made with other settings is refused with the difference; existing results need --resume", async () => {
-    const out = tempDir();
+    const out = evalDir();
     assert.equal((await chorus(...nextWordArgs(out, 2))).code, 0);
     const before = readFileSync(path.join(out, "summary.json"), "utf8");
     const other = await chorus(...nextWordArgs(out, 2, "--resume", "--method", "unite"));

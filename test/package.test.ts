@@ -1,13 +1,13 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import os from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { loadEnsembleConfig } from "../src/config/load.js";
 import { S260K, TS656K } from "./helpers/models.js";
+import { tempDir } from "./helpers/temp-dir.js";
 
 const run = promisify(execFile);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -32,7 +32,7 @@ test("the package ships LICENSE, README, the example configs and the built code,
 });
 
 test("chorus init writes a commented starter config that loads; with -m its members are those models", async () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), "chorus-init-"));
+  const dir = tempDir("chorus-init-");
   const { stderr } = await chorus(dir, "init", "-m", S260K, "-m", TS656K);
   assert.match(stderr, /wrote chorus\.yaml; try: chorus generate -c chorus\.yaml/);
   const text = readFileSync(path.join(dir, "chorus.yaml"), "utf8");
