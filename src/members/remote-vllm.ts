@@ -1,0 +1,150 @@
+import { MemberRejectedError } from "./member.js";
+import type { RemoteHttp } from "./remote-http.js";
+import { logprobValue, type PositionLogprobs, type RemoteDialect } from "./remote-dialect.js";
+
+/** A model card of vLLM's GET /v1/models. */
+export interface VllmModelCard {
+  readonly id: string;
+  readonly max_model_len?: number;
+  readonly owned_by?: string;
+}
+
+interface CompletionChoice {
+  index?: unknown;
+  logprobs?: { tokens?: unknown[]; token_logprobs?: unknown[]; top_logprobs?: (Record<string, unknown> | null)[] } | null;
+}
+
+/** vLLM's limit on `logprob_token_ids` per request. */
+const MAX_LOOKUP_IDS = 128;
+
+/**
+ * vLLM's OpenAI-compatible `/v1/completions` with token-id prompts. One request carries a prompt
+ * per position to read (vLLM batches them); the positions whose next token must be weighed
+ * exactly (a healed path) are forced to it with `allowed_token_ids`, whose sampled token's
+ * log-probability vLLM reports from the raw logits (its default `--logprobs-mode raw_logprobs`)
+ * beside the unchanged top list. Ids beyond the top list are looked up with `logprob_token_ids`
+ * where the server takes it (the OpenAI routes since mid-2026), else one forced request per id.
+ */
+export class VllmDialect implements RemoteDialect {
+  readonly api = "vllm" as const;
+  /** Whether the server honours `logprob_token_ids` (unknown until tried). */
+  private lookupsById: boolean | undefined;
+
+  constructor(
+    private readonly http: RemoteHttp,
+    readonly servedModel: string,
+    readonly maxListed: number,
+  ) {}
+
+  /** GET /v1/models, when the server is vLLM's (cards with `max_model_len`). */
+  static readModels(body: unknown): VllmModelCard[] | undefined {
+    const data = (body as { data?: unknown })?.data;
+    if (!Array.isArray(data)) return undefined;
+    return data.filter((card): card is VllmModelCard => typeof (card as VllmModelCard)?.id === "string");
+  }
+
+  async tokenize(text: string): Promise<number[]> {
+    const body = (await this.http.post("/tokenize", { model: this.servedModel, prompt: text, add_special_tokens: false })) as { tokens?: unknown };
+    if (!Array.isArray(body?.tokens)) throw this.badAnswer("POST /tokenize answered without `tokens`");
+    return body.tokens as number[];
+  }
+
+  async read(tokens: readonly number[], positions: readonly number[], k: number): Promise<PositionLogprobs[]> {
+    const last = positions[positions.length - 1]!;
+    // Prompts that force the same next token share a request; the last position rides with the first group.
+    const groups = new Map<number | undefined, number[]>();
+    for (const position of positions) {
+      const forced = position < last ? tokens[position + 1] : undefined;
+      const key = forced === undefined && groups.size > 0 ? groups.keys().next().value : forced;
+      groups.set(key, [...(groups.get(key) ?? []), position]);
+    }
+    const answers = new Map<number, PositionLogprobs>();
+    await Promise.all(
+      [...groups].map(async ([forced, group]) => {
+        const choices = await this.complete(group.map((p) => tokens.slice(0, p + 1)), k, forced === undefined ? undefined : { allowed_token_ids: [forced] });
+        group.forEach((position, i) => {
+          const { sampled, top } = choices[i]!;
+          const extra = new Map<number, number>();
+          if (position < last) {
+            if (sampled.id !== tokens[position + 1]) throw this.badAnswer(`allowed_token_ids [${tokens[position + 1]}] was not honoured (sampled ${sampled.id})`);
+            extra.set(sampled.id, sampled.logprob);
+          }
+          answers.set(position, { top, extra });
+        });
+      }),
+    );
+    return positions.map((p) => answers.get(p)!);
+  }
+
+  async lookUp(prompt: readonly number[], ids: readonly number[]): Promise<Map<number, number>> {
+    const found = new Map<number, number>();
+    if (this.lookupsById !== false) {
+      for (let start = 0; start < ids.length; start += MAX_LOOKUP_IDS) {
+        const chunk = ids.slice(start, start + MAX_LOOKUP_IDS);
+        const [answer] = await this.complete([prompt], 1, { logprob_token_ids: chunk });
+        for (const id of chunk) if (answer!.top.has(id)) found.set(id, answer!.top.get(id)!);
+      }
+      // An older vLLM ignores the field (it logs it as unknown) and lists its natural top instead.
+      this.lookupsById = ids.every((id) => found.has(id));
+    }
+    const missing = ids.filter((id) => !found.has(id));
+    const forced = await Promise.all(missing.map((id) => this.complete([prompt], 1, { allowed_token_ids: [id] })));
+    missing.forEach((id, i) => {
+      const { sampled } = forced[i]![0]!;
+      if (sampled.id !== id) throw this.badAnswer(`allowed_token_ids [${id}] was not honoured (sampled ${sampled.id})`);
+      found.set(id, sampled.logprob);
+    });
+    return found;
+  }
+
+  private async complete(
+    prompts: readonly (readonly number[])[],
+    k: number,
+    extra: Record<string, unknown> | undefined,
+  ): Promise<{ sampled: { id: number; logprob: number }; top: Map<number, number> }[]> {
+    const body = (await this.http.post("/v1/completions", {
+      model: this.servedModel,
+      prompt: prompts,
+      max_tokens: 1,
+      temperature: 0,
+      logprobs: k,
+      return_tokens_as_token_ids: true,
+      ...extra,
+    })) as { model?: unknown; choices?: CompletionChoice[] };
+    if (body?.model !== this.servedModel) {
+      throw new MemberRejectedError(this.http.member, `the server at ${this.http.base} answered for model '${String(body?.model)}', not '${this.servedModel}'; its distributions are another model's — check \`model\`, or restart chorus`);
+    }
+    const choices = Array.isArray(body.choices) ? body.choices : [];
+    return prompts.map((_, i) => {
+      const choice = choices.find((c) => c.index === i) ?? choices[i];
+      const logprobs = choice?.logprobs;
+      const topEntry = logprobs?.top_logprobs?.[0];
+      if (!logprobs || !topEntry) throw this.badAnswer(`no choices[${i}].logprobs.top_logprobs[0] in the answer of POST /v1/completions`);
+      const top = new Map<number, number>();
+      for (const [key, value] of Object.entries(topEntry)) top.set(this.tokenId(key), this.logprob(value));
+      const sampledKey = logprobs.tokens?.[0];
+      const sampled = typeof sampledKey === "string" ? this.tokenId(sampledKey) : undefined;
+      const sampledLogprob = logprobValue(logprobs.token_logprobs?.[0]);
+      if (sampled === undefined || sampledLogprob === undefined) throw this.badAnswer(`no choices[${i}].logprobs.tokens[0] / token_logprobs[0] in the answer of POST /v1/completions`);
+      return { sampled: { id: sampled, logprob: sampledLogprob }, top };
+    });
+  }
+
+  private tokenId(key: string): number {
+    const match = /^token_id:(\d+)$/.exec(key);
+    if (!match) {
+      throw this.badAnswer(`log-probabilities are keyed by text ("${key}"), not "token_id:N": the server ignores the per-request return_tokens_as_token_ids, which came with vLLM 0.8; use vLLM ≥ 0.8`);
+    }
+    return Number(match[1]);
+  }
+
+  private logprob(value: unknown): number {
+    const logprob = logprobValue(value);
+    if (logprob === undefined) throw this.badAnswer(`a log-probability is ${JSON.stringify(value)}, not a number`);
+    return logprob;
+  }
+
+  private badAnswer(what: string): MemberRejectedError {
+    return new MemberRejectedError(this.http.member, `${what} (is this a vLLM server? set \`api\` to the server's kind, or leave it out to detect it)`);
+  }
+}
