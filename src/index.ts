@@ -5,6 +5,7 @@ export {
   type MemberSpec,
   type GenerateOptions,
   type GenerationResult,
+  type MemberDrop,
   type Step,
   type StepTrace,
   type FinishReason,

@@ -36,7 +36,7 @@ export interface RemoteMemberOptions {
 }
 
 /** Answers kept for repeated requests (GaC asks again at the same place when a capped list cannot grow). */
-const RECENT_ANSWERS = 8;
+const RECENT_ANSWERS = 16;
 
 /**
  * A member whose model runs on an inference server (vLLM, or llama.cpp's llama-server). Each
@@ -48,7 +48,7 @@ const RECENT_ANSWERS = 8;
  */
 export class RemoteMember implements Member {
   readonly vocabulary: Vocabulary;
-  private readonly recent = new Map<string, Promise<PositionLogprobs[]>>();
+  private readonly recent = new Map<string, Promise<unknown>>();
 
   private constructor(
     readonly name: string,
@@ -104,6 +104,20 @@ export class RemoteMember implements Member {
       const positions = [...new Set(fresh.map((r) => r.position))].sort((a, b) => a - b);
       const read = await this.read(tokens, positions, k);
       positions.forEach((p, i) => answers.set(p, read[i]!));
+      // A capped list at a healed position leaves out most tokens that extend the healed text, and
+      // their mass decides the healed candidates: the ids asked for there are looked up.
+      if (k < wanted) {
+        const last = positions[positions.length - 1]!;
+        await Promise.all(
+          fresh.map(async (request) => {
+            const answer = answers.get(request.position)!;
+            const missing = [...new Set(request.extraIds ?? [])].filter((id) => id >= 0 && id < size && !answer.top.has(id) && !answer.extra.has(id));
+            if (request.position === last || missing.length === 0) return;
+            const found = await this.lookUp(tokens.slice(0, request.position + 1), missing);
+            answers.set(request.position, { top: answer.top, extra: new Map([...answer.extra, ...found]) });
+          }),
+        );
+      }
     }
     return Promise.all(
       requests.map(async (request) => {
@@ -111,7 +125,7 @@ export class RemoteMember implements Member {
         const listed = new Set(request.extend.ids);
         const missing = [...new Set(request.extraIds ?? [])].filter((id) => id >= 0 && id < size && !listed.has(id));
         if (missing.length === 0 || request.extend.complete) return request.extend;
-        return extendWithLogprobs(request.extend, await this.dialect.lookUp(tokens.slice(0, request.position + 1), missing));
+        return extendWithLogprobs(request.extend, await this.lookUp(tokens.slice(0, request.position + 1), missing));
       }),
     );
   }
@@ -122,10 +136,17 @@ export class RemoteMember implements Member {
 
   /** One read of a step's positions, remembered for a while (a capped list asked again would repeat itself). */
   private read(tokens: readonly number[], positions: readonly number[], k: number): Promise<PositionLogprobs[]> {
-    const key = `${k}:${positions.join(",")}:${tokens.join(",")}`;
-    let answer = this.recent.get(key);
+    return this.remember(`read ${k}:${positions.join(",")}:${tokens.join(",")}`, () => this.dialect.read(tokens, positions, k));
+  }
+
+  private lookUp(prompt: readonly number[], ids: readonly number[]): Promise<Map<number, number>> {
+    return this.remember(`ids ${ids.join(",")}:${prompt.join(",")}`, () => this.dialect.lookUp(prompt, ids));
+  }
+
+  private remember<T>(key: string, ask: () => Promise<T>): Promise<T> {
+    let answer = this.recent.get(key) as Promise<T> | undefined;
     if (answer === undefined) {
-      answer = this.dialect.read(tokens, positions, k);
+      answer = ask();
       answer.catch(() => this.recent.delete(key));
       this.recent.set(key, answer);
       if (this.recent.size > RECENT_ANSWERS) this.recent.delete(this.recent.keys().next().value!);

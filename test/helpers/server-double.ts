@@ -24,6 +24,8 @@ export class ServerDouble {
   prompts = 0;
   /** Answer completions without log-probabilities, as a server that dropped the field would. */
   omitLogprobs = false;
+  /** After this many completion requests, reset every connection, as a machine that went away mid-generation. */
+  refuseAfter = Infinity;
   private constructor(
     readonly url: string,
     private readonly server: http.Server,
@@ -138,6 +140,10 @@ export class ServerDouble {
       const chunks: Buffer[] = [];
       request.on("data", (c: Buffer) => chunks.push(c));
       request.on("end", () => {
+        if (request.url === "/v1/completions" && double!.completions >= double!.refuseAfter) {
+          request.socket.destroy();
+          return;
+        }
         // One request at a time on the model's one sequence.
         busy = busy.then(async () => {
           let answer: { status: number; body: unknown };
