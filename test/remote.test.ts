@@ -341,6 +341,24 @@ describe("today's vLLM, as the double speaks it", () => {
     }
   });
 
+  test("a server restarted with another model behind a running ensemble is a 502 naming the member, never text", async () => {
+    const double = await ServerDouble.start({ modelPath: TS656K, servedName: "tinystories-656k", maxLogprobs: 2048 });
+    const ensemble = await Ensemble.create({ threads: 1, maxTokens: 4, members: [{ name: "s260k", model: S260K }, { name: "ts656k", url: double.url, tokenizer: TS656K, maxLogprobs: 2048, retries: 0, onFailure: "drop" }] });
+    const served = await startServer({ models: [{ id: "m", ensemble }] });
+    try {
+      await served.client().completions.create({ model: "m", prompt: PROMPTS[0]! });
+      double.servedName = "another-model";
+      await assert.rejects(served.client().completions.create({ model: "m", prompt: PROMPTS[1]! }), (e: unknown) => {
+        assert.ok(e instanceof OpenAI.APIError && e.status === 502, String(e));
+        assert.match(e.message, /member 'ts656k'.*now serves 'another-model', not 'tinystories-656k'/);
+        return true;
+      });
+    } finally {
+      await served.close();
+      await Promise.all([ensemble.dispose(), double.dispose()]);
+    }
+  });
+
   test("a log-probability of null or -9999.0 is probability 0, not 1", () => {
     const d = sparseFromLogprobs(new Map([[7, Math.log(0.9)], [3, -9999.0], [9, logprobValue(null)!]]), 3, 100);
     assert.deepEqual([...d.probs], [0.9, 0, 0]);

@@ -74,7 +74,7 @@ export class LlamaCppDialect implements RemoteDialect {
    */
   private async complete(prompt: readonly number[], forced: readonly number[], k: number, readAfter = true): Promise<{ logprob: number; top: Map<number, number> }[]> {
     const generated = forced.length + (readAfter ? 1 : 0);
-    const body = (await this.http.post("/completion", {
+    const body = (await this.whyRefused(this.http.post("/completion", {
       prompt,
       n_predict: generated,
       n_probs: k,
@@ -84,7 +84,7 @@ export class LlamaCppDialect implements RemoteDialect {
       post_sampling_probs: false,
       ...(forced.length > 0 ? { grammar: `root ::= ${forced.map((id) => `<[${id}]>`).join(" ")}` } : {}),
       response_fields: RESPONSE_FIELDS,
-    })) as Completion;
+    }))) as Completion;
     this.checkModel(body?.model);
     const steps = body?.completion_probabilities;
     if (!Array.isArray(steps) || steps.length < generated) {
@@ -107,11 +107,26 @@ export class LlamaCppDialect implements RemoteDialect {
   }
 
   private checkModel(model: unknown): void {
-    if (model !== this.servedModel) {
-      throw new MemberRejectedError(
-        this.http.member,
-        `the server at ${this.http.base} now serves '${String(model)}', not '${this.servedModel}' it served when chorus connected; its distributions are another model's — restart the server with the original model, or restart chorus`,
-      );
+    if (model !== this.servedModel) throw this.modelChanged(model);
+  }
+
+  private modelChanged(model: unknown): MemberRejectedError {
+    return new MemberRejectedError(
+      this.http.member,
+      `the server at ${this.http.base} now serves '${String(model)}', not '${this.servedModel}' it served when chorus connected; its distributions are another model's — restart the server with the original model, or restart chorus`,
+    );
+  }
+
+  /** A refused request may mean the server was restarted with another model (whose vocabulary lacks chorus's ids): ask it. */
+  private async whyRefused<T>(request: Promise<T>): Promise<T> {
+    try {
+      return await request;
+    } catch (error) {
+      if (!(error instanceof MemberRejectedError)) throw error;
+      const probe = await this.http.probe("/props").catch(() => undefined);
+      const props = probe?.ok ? LlamaCppDialect.readProps(probe.body) : undefined;
+      if (props && props.modelName !== this.servedModel) throw this.modelChanged(props.modelName);
+      throw error;
     }
   }
 

@@ -102,15 +102,17 @@ export class VllmDialect implements RemoteDialect {
     k: number,
     extra: Record<string, unknown> | undefined,
   ): Promise<{ sampled: { id: number; logprob: number }; top: Map<number, number> }[]> {
-    const body = (await this.http.post("/v1/completions", {
-      model: this.servedModel,
-      prompt: prompts,
-      max_tokens: 1,
-      temperature: 0,
-      logprobs: k,
-      return_tokens_as_token_ids: true,
-      ...extra,
-    })) as { model?: unknown; choices?: CompletionChoice[] };
+    const body = (await this.whyRefused(
+      this.http.post("/v1/completions", {
+        model: this.servedModel,
+        prompt: prompts,
+        max_tokens: 1,
+        temperature: 0,
+        logprobs: k,
+        return_tokens_as_token_ids: true,
+        ...extra,
+      }),
+    )) as { model?: unknown; choices?: CompletionChoice[] };
     if (body?.model !== this.servedModel) {
       throw new MemberRejectedError(this.http.member, `the server at ${this.http.base} answered for model '${String(body?.model)}', not '${this.servedModel}'; its distributions are another model's — check \`model\`, or restart chorus`);
     }
@@ -128,6 +130,21 @@ export class VllmDialect implements RemoteDialect {
       if (sampled === undefined || sampledLogprob === undefined) throw this.badAnswer(`no choices[${i}].logprobs.tokens[0] / token_logprobs[0] in the answer of POST /v1/completions`);
       return { sampled: { id: sampled, logprob: sampledLogprob }, top };
     });
+  }
+
+  /** A refused request may mean the server was restarted with another model (vLLM then answers 404 for the old name): ask it. */
+  private async whyRefused<T>(request: Promise<T>): Promise<T> {
+    try {
+      return await request;
+    } catch (error) {
+      if (!(error instanceof MemberRejectedError)) throw error;
+      const probe = await this.http.probe("/v1/models").catch(() => undefined);
+      const cards = probe?.ok ? VllmDialect.readModels(probe.body) : undefined;
+      if (cards && !cards.some((card) => card.id === this.servedModel)) {
+        throw new MemberRejectedError(this.http.member, `the server at ${this.http.base} now serves ${cards.map((c) => `'${c.id}'`).join(", ") || "no model"}, not '${this.servedModel}' it served when chorus connected; restart the server with the original model, or fix \`model\` and restart chorus`);
+      }
+      throw error;
+    }
   }
 
   private tokenId(key: string): number {

@@ -24,6 +24,8 @@ export class ServerDouble {
   prompts = 0;
   /** Answer completions without log-probabilities, as a server that dropped the field would. */
   omitLogprobs = false;
+  /** The name it serves its model under (change it to play a restart with another model). */
+  servedName = "";
   /** After this many completion requests, reset every connection, as a machine that went away mid-generation. */
   refuseAfter = Infinity;
   private constructor(
@@ -62,7 +64,7 @@ export class ServerDouble {
     const floor = (p: number) => Math.max(Math.log(p), -9999.0);
 
     const completion = async (body: Record<string, unknown>): Promise<{ status: number; body: unknown }> => {
-      if (body.model !== undefined && body.model !== options.servedName) return error(404, `The model \`${String(body.model)}\` does not exist.`, "NotFoundError", "model");
+      if (body.model !== undefined && body.model !== double!.servedName) return error(404, `The model \`${String(body.model)}\` does not exist.`, "NotFoundError", "model");
       const raw = body.prompt;
       const prompts = Array.isArray(raw) && raw.every(Array.isArray) ? (raw as unknown[][]) : [raw as unknown[]];
       if (prompts.some((p) => !Array.isArray(p) || p.length === 0 || p.some((t) => !Number.isInteger(t) || (t as number) < 0 || (t as number) >= vocabularySize))) {
@@ -108,7 +110,7 @@ export class ServerDouble {
           id: `cmpl-${double!.completions}`,
           object: "text_completion",
           created: Math.floor(Date.now() / 1000),
-          model: options.servedName,
+          model: double!.servedName,
           choices,
           usage: { prompt_tokens: promptTokens, total_tokens: promptTokens + prompts.length, completion_tokens: prompts.length, prompt_tokens_details: null },
         },
@@ -121,7 +123,7 @@ export class ServerDouble {
           status: 200,
           body: {
             object: "list",
-            data: [{ id: options.servedName, object: "model", created: 0, owned_by: "vllm", root: options.modelPath, parent: null, max_model_len: maxModelLen, permission: [] }],
+            data: [{ id: double!.servedName, object: "model", created: 0, owned_by: "vllm", root: options.modelPath, parent: null, max_model_len: maxModelLen, permission: [] }],
           },
         };
       }
@@ -165,6 +167,7 @@ export class ServerDouble {
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     const { port } = server.address() as AddressInfo;
     double = new ServerDouble(`http://127.0.0.1:${port}`, server, model, context);
+    double.servedName = options.servedName;
     return double;
   }
 
