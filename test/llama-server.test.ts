@@ -29,7 +29,8 @@ describe("remote members on a real llama.cpp server (llama-server from node-llam
     try {
       assert.equal(member.api, "llamacpp");
       assert.equal(member.contextSize, 512);
-      assert.equal(member.dialect.servedModel, "TinyStories-656K");
+      // llama-server names its model by the path it was given (or --alias).
+      assert.equal(member.dialect.servedModel, TS656K);
     } finally {
       await member.dispose();
     }
@@ -158,7 +159,7 @@ describe("remote members on a real llama.cpp server (llama-server from node-llam
       for (const model of ["failing", "dropping"]) {
         await assert.rejects(client.completions.create({ model, prompt: PROMPTS[1]! }), (e: unknown) => {
           assert.ok(e instanceof OpenAI.APIError && e.status === 502, String(e));
-          assert.match(e.message, /member 'ts656k'.*now serves 'tinyllamas-stories-260k', not 'TinyStories-656K'/);
+          assert.match(e.message, /member 'ts656k'.*now serves '[^']*stories260K-f32\.gguf', not '[^']*TinyStories-656K-f32\.gguf'/);
           return true;
         });
       }

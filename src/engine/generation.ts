@@ -3,7 +3,7 @@ import type { SparseDistribution } from "../members/distribution.js";
 import { gac } from "../methods/gac.js";
 import { unite, uniteUnion } from "../methods/unite.js";
 import { bytesVote, type BytesOptions } from "../methods/bytes.js";
-import { argmax, isCertified, type Combined } from "../methods/combined.js";
+import { argmax, contenders, isCertified, type Combined } from "../methods/combined.js";
 import { END_TEXT, type MemberCandidates } from "../methods/candidates.js";
 import { MemberTrack, type BranchPlan, type EvaluationPlan, type FetchPlan } from "./member-track.js";
 import { pickIndex, seededRandom, type SamplingOptions } from "./sampling.js";
@@ -429,7 +429,13 @@ export class Generation {
    * Asks the voters for more candidates (×8 up to 8192, then the full vocabulary) until `proven`
    * holds for the re-computed result (a method's bound holds only under greedy decoding; see the callers).
    */
-  private async escalate<T>(voters: readonly number[], candidates: Map<number, MemberCandidates>, compute: () => T | Promise<T>, proven: (result: T) => boolean): Promise<{ result: T; escalations: number }> {
+  private async escalate<T>(
+    voters: readonly number[],
+    candidates: Map<number, MemberCandidates>,
+    compute: () => T | Promise<T>,
+    proven: (result: T) => boolean,
+    contenders: (result: T) => readonly string[] | undefined = () => undefined,
+  ): Promise<{ result: T; escalations: number }> {
     let result = await compute();
     let escalations = 0;
     for (let fetchK = this.firstFetch; !this.settings.fullDistributions; ) {
@@ -437,7 +443,9 @@ export class Generation {
       escalations++;
       const full = fetchK >= MAX_GROWN_FETCH;
       fetchK *= FETCH_GROWTH;
-      const fetch: FetchPlan = full ? { topK: this.firstFetch, full: true } : { topK: Math.min(fetchK, MAX_GROWN_FETCH) };
+      // The texts still in the running are asked for by name too: a member whose list cannot grow (a capped server) can still look them up.
+      const texts = contenders(result);
+      const fetch: FetchPlan = full ? { topK: this.firstFetch, full: true, texts } : { topK: Math.min(fetchK, MAX_GROWN_FETCH), texts };
       const more = await this.evaluate(voters, () => fetch);
       for (const [i, c] of more) candidates.set(i, c);
       result = await compute();
@@ -454,6 +462,7 @@ export class Generation {
       candidates,
       () => gac(voters.map((i) => candidates.get(i)!), voterWeights),
       (c) => this.allowsSome(c) && (!this.greedy || isCertified(c, argmax(c.scores))),
+      (c) => contenders(c, argmax(c.scores)),
     );
     return { ...base, combined, winner: this.pick(combined), escalations };
   }

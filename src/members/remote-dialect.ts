@@ -12,6 +12,18 @@ export interface PositionLogprobs {
   readonly extra: ReadonlyMap<number, number>;
 }
 
+/** A token whose log-probability at a position is already known (a dialect may measure others relative to it). */
+export interface Anchor {
+  readonly id: number;
+  readonly logprob: number;
+}
+
+export interface LookupQuery {
+  readonly prompt: readonly number[];
+  readonly ids: readonly number[];
+  readonly anchor: Anchor;
+}
+
 export interface RemoteDialect {
   readonly api: RemoteApi;
   /** The model the server named when chorus connected; every answer must name it too. */
@@ -25,8 +37,8 @@ export interface RemoteDialect {
    * needs to weigh the healed path. One request where the server allows it.
    */
   read(tokens: readonly number[], positions: readonly number[], k: number): Promise<PositionLogprobs[]>;
-  /** Exact log-probabilities of `ids` as the token after `prompt`. */
-  lookUp(prompt: readonly number[], ids: readonly number[]): Promise<Map<number, number>>;
+  /** Exact log-probabilities of each query's `ids` as the token after its `prompt`, in one go where the server allows. */
+  lookUp(queries: readonly LookupQuery[]): Promise<Map<number, number>[]>;
 }
 
 /** A log-probability as servers write it: vLLM floors zero at -9999.0, llama.cpp at the lowest float; `null` is zero too. */

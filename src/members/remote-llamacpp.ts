@@ -1,6 +1,6 @@
 import { MemberRejectedError } from "./member.js";
 import type { RemoteHttp } from "./remote-http.js";
-import { logprobValue, type PositionLogprobs, type RemoteDialect } from "./remote-dialect.js";
+import { logprobValue, type LookupQuery, type PositionLogprobs, type RemoteDialect } from "./remote-dialect.js";
 
 /** What GET /props tells about a llama.cpp server. */
 export interface LlamaCppProps {
@@ -13,6 +13,10 @@ interface Completion {
   model?: unknown;
   completion_probabilities?: { id?: unknown; logprob?: unknown; top_logprobs?: { id?: unknown; logprob?: unknown }[] }[];
 }
+
+/** Ids measured per look-up request (below the server's cap), and the bias that lifts them above every other token. */
+const LOOKUP_CHUNK = 256;
+const LOOKUP_BIAS = 100;
 
 /** Only what chorus reads: llama.cpp otherwise echoes the prompt and every setting. */
 const RESPONSE_FIELDS = ["model", "completion_probabilities"];
@@ -62,18 +66,59 @@ export class LlamaCppDialect implements RemoteDialect {
     });
   }
 
-  async lookUp(prompt: readonly number[], ids: readonly number[]): Promise<Map<number, number>> {
-    // One forced token per request (the server reports only the sampled token's probability beyond its top list).
-    const answers = await Promise.all(ids.map((id) => this.complete(prompt, [id], 1, false)));
-    return new Map(ids.map((id, i) => [id, answers[i]![0]!.logprob]));
+  /**
+   * llama.cpp lists no chosen ids, but its list after sampling (`post_sampling_probs`) is the
+   * softmax of the logits plus `logit_bias`: the same large bias on the ids and on the anchor puts
+   * them at the top of that list with their ratios unchanged, and the anchor's known probability
+   * turns the ratios into probabilities. Chunks keep each list within the server's cap.
+   */
+  lookUp(queries: readonly LookupQuery[]): Promise<Map<number, number>[]> {
+    return Promise.all(queries.map((q) => this.lookUpOne(q)));
+  }
+
+  private async lookUpOne({ prompt, ids, anchor }: LookupQuery): Promise<Map<number, number>> {
+    const chunk = Math.max(1, Math.min(this.maxListed, LOOKUP_CHUNK) - 1);
+    const chunks: number[][] = [];
+    for (let start = 0; start < ids.length; start += chunk) chunks.push(ids.slice(start, start + chunk).filter((id) => id !== anchor.id));
+    const found = new Map<number, number>();
+    if (ids.includes(anchor.id)) found.set(anchor.id, anchor.logprob);
+    await Promise.all(
+      chunks.map(async (group) => {
+        const biased = [...group, anchor.id];
+        const body = (await this.whyRefused(
+          this.http.post("/completion", {
+            prompt,
+            n_predict: 1,
+            n_probs: biased.length,
+            cache_prompt: true,
+            // Only the bias and a plain softmax: no truncating sampler between the logits and the list.
+            samplers: ["temperature"],
+            temperature: 1,
+            seed: 0,
+            logit_bias: biased.map((id) => [id, LOOKUP_BIAS]),
+            post_sampling_probs: true,
+            response_fields: RESPONSE_FIELDS,
+          }),
+        )) as { model?: unknown; completion_probabilities?: { top_probs?: { id?: unknown; prob?: unknown }[] }[] };
+        this.checkModel(body?.model);
+        const list = body?.completion_probabilities?.[0]?.top_probs;
+        if (!Array.isArray(list)) throw this.badAnswer("POST /completion with post_sampling_probs answered without completion_probabilities[0].top_probs");
+        const probs = new Map(list.filter((e) => typeof e.id === "number" && typeof e.prob === "number").map((e) => [e.id as number, e.prob as number]));
+        const anchorProb = probs.get(anchor.id);
+        if (anchorProb === undefined || !(anchorProb > 0)) throw this.badAnswer("a biased look-up left out its anchor token");
+        // An id missing from the list is below the float resolution of the biased softmax: probability 0.
+        for (const id of group) found.set(id, probs.has(id) && probs.get(id)! > 0 ? Math.log(probs.get(id)! / anchorProb) + anchor.logprob : -Infinity);
+      }),
+    );
+    return found;
   }
 
   /**
-   * Generates `forced` after `prompt` (and, when `readAfter`, one more token), returning for each
+   * Generates `forced` after `prompt` and one more token, returning for each
    * generated position the sampled token's log-probability and the top `k`.
    */
-  private async complete(prompt: readonly number[], forced: readonly number[], k: number, readAfter = true): Promise<{ logprob: number; top: Map<number, number> }[]> {
-    const generated = forced.length + (readAfter ? 1 : 0);
+  private async complete(prompt: readonly number[], forced: readonly number[], k: number): Promise<{ logprob: number; top: Map<number, number> }[]> {
+    const generated = forced.length + 1;
     const body = (await this.whyRefused(this.http.post("/completion", {
       prompt,
       n_predict: generated,

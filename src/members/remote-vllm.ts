@@ -1,6 +1,6 @@
 import { MemberRejectedError } from "./member.js";
 import type { RemoteHttp } from "./remote-http.js";
-import { logprobValue, type PositionLogprobs, type RemoteDialect } from "./remote-dialect.js";
+import { logprobValue, type LookupQuery, type PositionLogprobs, type RemoteDialect } from "./remote-dialect.js";
 
 /** A model card of vLLM's GET /v1/models. */
 export interface VllmModelCard {
@@ -18,12 +18,13 @@ interface CompletionChoice {
 const MAX_LOOKUP_IDS = 128;
 
 /**
- * vLLM's OpenAI-compatible `/v1/completions` with token-id prompts. One request carries a prompt
- * per position to read (vLLM batches them); the positions whose next token must be weighed
- * exactly (a healed path) are forced to it with `allowed_token_ids`, whose sampled token's
- * log-probability vLLM reports from the raw logits (its default `--logprobs-mode raw_logprobs`)
- * beside the unchanged top list. Ids beyond the top list are looked up with `logprob_token_ids`
- * where the server takes it (the OpenAI routes since mid-2026), else one forced request per id.
+ * vLLM's OpenAI-compatible `/v1/completions` with token-id prompts. A step's positions are one
+ * request, a prompt per position (vLLM batches them). The token after a healed position must be
+ * weighed exactly: a one-token healed path is forced with `allowed_token_ids`, whose sampled
+ * token's log-probability vLLM reports from the raw logits (its default `--logprobs-mode
+ * raw_logprobs`) beside the unchanged top list; ids beyond the list are looked up for all
+ * positions at once with `logprob_token_ids` where the server takes it (vLLM's OpenAI routes since
+ * mid-2026), else with one `allowed_token_ids` request per id.
  */
 export class VllmDialect implements RemoteDialect {
   readonly api = "vllm" as const;
@@ -51,49 +52,47 @@ export class VllmDialect implements RemoteDialect {
 
   async read(tokens: readonly number[], positions: readonly number[], k: number): Promise<PositionLogprobs[]> {
     const last = positions[positions.length - 1]!;
-    // Prompts that force the same next token share a request; the last position rides with the first group.
-    const groups = new Map<number | undefined, number[]>();
-    for (const position of positions) {
-      const forced = position < last ? tokens[position + 1] : undefined;
-      const key = forced === undefined && groups.size > 0 ? groups.keys().next().value : forced;
-      groups.set(key, [...(groups.get(key) ?? []), position]);
+    // A healed path of one token (the usual case) is forced to it, which makes its probability
+    // exact in the same request; a longer one is left to the look-ups (sampling params are per request).
+    const next = new Set(positions.filter((p) => p < last).map((p) => tokens[p + 1]!));
+    const forced = next.size === 1 ? [...next][0]! : undefined;
+    const choices = await this.complete(positions.map((p) => tokens.slice(0, p + 1)), k, forced === undefined ? undefined : { allowed_token_ids: [forced] });
+    return positions.map((position, i) => {
+      const { sampled, top } = choices[i]!;
+      if (forced !== undefined && position < last && sampled.id !== forced) throw this.badAnswer(`allowed_token_ids [${forced}] was not honoured (sampled ${sampled.id})`);
+      // The sampled token's log-probability is exact whatever it is.
+      return { top, extra: new Map([[sampled.id, sampled.logprob]]) };
+    });
+  }
+
+  async lookUp(queries: readonly LookupQuery[]): Promise<Map<number, number>[]> {
+    const found = queries.map(() => new Map<number, number>());
+    if (this.lookupsById !== false) {
+      const union = [...new Set(queries.flatMap((q) => q.ids))];
+      for (let start = 0; start < union.length; start += MAX_LOOKUP_IDS) {
+        const chunk = union.slice(start, start + MAX_LOOKUP_IDS);
+        const asking = queries.map((_, i) => i).filter((i) => chunk.some((id) => queries[i]!.ids.includes(id)));
+        const answers = await this.complete(asking.map((i) => queries[i]!.prompt), 1, { logprob_token_ids: chunk });
+        asking.forEach((i, j) => {
+          for (const id of queries[i]!.ids) if (answers[j]!.top.has(id)) found[i]!.set(id, answers[j]!.top.get(id)!);
+        });
+      }
+      // An older vLLM ignores the field (it logs it as unknown) and lists its natural top instead.
+      this.lookupsById = queries.every((q, i) => q.ids.every((id) => found[i]!.has(id)));
     }
-    const answers = new Map<number, PositionLogprobs>();
+    // Else one request per id, its prompts forced to it with allowed_token_ids.
+    const missing = new Map<number, number[]>();
+    queries.forEach((q, i) => q.ids.filter((id) => !found[i]!.has(id)).forEach((id) => missing.set(id, [...(missing.get(id) ?? []), i])));
     await Promise.all(
-      [...groups].map(async ([forced, group]) => {
-        const choices = await this.complete(group.map((p) => tokens.slice(0, p + 1)), k, forced === undefined ? undefined : { allowed_token_ids: [forced] });
-        group.forEach((position, i) => {
-          const { sampled, top } = choices[i]!;
-          const extra = new Map<number, number>();
-          if (position < last) {
-            if (sampled.id !== tokens[position + 1]) throw this.badAnswer(`allowed_token_ids [${tokens[position + 1]}] was not honoured (sampled ${sampled.id})`);
-            extra.set(sampled.id, sampled.logprob);
-          }
-          answers.set(position, { top, extra });
+      [...missing].map(async ([id, asking]) => {
+        const answers = await this.complete(asking.map((i) => queries[i]!.prompt), 1, { allowed_token_ids: [id] });
+        asking.forEach((i, j) => {
+          const { sampled } = answers[j]!;
+          if (sampled.id !== id) throw this.badAnswer(`allowed_token_ids [${id}] was not honoured (sampled ${sampled.id})`);
+          found[i]!.set(id, sampled.logprob);
         });
       }),
     );
-    return positions.map((p) => answers.get(p)!);
-  }
-
-  async lookUp(prompt: readonly number[], ids: readonly number[]): Promise<Map<number, number>> {
-    const found = new Map<number, number>();
-    if (this.lookupsById !== false) {
-      for (let start = 0; start < ids.length; start += MAX_LOOKUP_IDS) {
-        const chunk = ids.slice(start, start + MAX_LOOKUP_IDS);
-        const [answer] = await this.complete([prompt], 1, { logprob_token_ids: chunk });
-        for (const id of chunk) if (answer!.top.has(id)) found.set(id, answer!.top.get(id)!);
-      }
-      // An older vLLM ignores the field (it logs it as unknown) and lists its natural top instead.
-      this.lookupsById = ids.every((id) => found.has(id));
-    }
-    const missing = ids.filter((id) => !found.has(id));
-    const forced = await Promise.all(missing.map((id) => this.complete([prompt], 1, { allowed_token_ids: [id] })));
-    missing.forEach((id, i) => {
-      const { sampled } = forced[i]![0]!;
-      if (sampled.id !== id) throw this.badAnswer(`allowed_token_ids [${id}] was not honoured (sampled ${sampled.id})`);
-      found.set(id, sampled.logprob);
-    });
     return found;
   }
 

@@ -3,9 +3,10 @@ import { MemberTokenizer, ggufTokenizerSource } from "./member-tokenizer.js";
 import { HfTokenizerError, hfTokenizerSource, isHfTokenizerPath } from "./hf-tokenizer.js";
 import type { Vocabulary } from "../tokens/vocabulary.js";
 import type { SparseDistribution } from "./distribution.js";
+import { tokensExtending } from "../tokens/prefix-index.js";
 import { MemberError, MemberRejectedError, type Member, type PositionRequest, type Prompt, type PromptTokens, type TokenRun } from "./member.js";
 import { RemoteHttp } from "./remote-http.js";
-import { API_NAMES, type PositionLogprobs, type RemoteApi, type RemoteDialect } from "./remote-dialect.js";
+import { API_NAMES, type Anchor, type PositionLogprobs, type RemoteApi, type RemoteDialect } from "./remote-dialect.js";
 import { LlamaCppDialect } from "./remote-llamacpp.js";
 import { VllmDialect } from "./remote-vllm.js";
 
@@ -34,6 +35,9 @@ export interface RemoteMemberOptions {
   /** API key sent as a bearer token. */
   readonly apiKey?: string;
 }
+
+/** Most tokens extending a healed text looked up at one position when the server's list is capped. */
+const HEALED_LOOKUPS = 512;
 
 /** Answers kept for repeated requests (GaC asks again at the same place when a capped list cannot grow). */
 const RECENT_ANSWERS = 16;
@@ -97,6 +101,8 @@ export class RemoteMember implements Member {
     const size = this.vocabulary.size;
     const fresh = requests.filter((r) => !r.extend);
     const answers = new Map<number, PositionLogprobs>();
+    const queries: { position: number; ids: number[]; anchor: Anchor }[] = [];
+    const valid = (id: number) => Number.isInteger(id) && id >= 0 && id < size;
     let k = 1;
     if (fresh.length > 0) {
       const wanted = Math.max(...fresh.map((r) => (r.full ? size : r.topK)));
@@ -104,30 +110,38 @@ export class RemoteMember implements Member {
       const positions = [...new Set(fresh.map((r) => r.position))].sort((a, b) => a - b);
       const read = await this.read(tokens, positions, k);
       positions.forEach((p, i) => answers.set(p, read[i]!));
-      // A capped list at a healed position leaves out most tokens that extend the healed text, and
-      // their mass decides the healed candidates: the ids asked for there are looked up.
-      if (k < wanted) {
-        const last = positions[positions.length - 1]!;
-        await Promise.all(
-          fresh.map(async (request) => {
-            const answer = answers.get(request.position)!;
-            const missing = [...new Set(request.extraIds ?? [])].filter((id) => id >= 0 && id < size && !answer.top.has(id) && !answer.extra.has(id));
-            if (request.position === last || missing.length === 0) return;
-            const found = await this.lookUp(tokens.slice(0, request.position + 1), missing);
-            answers.set(request.position, { top: answer.top, extra: new Map([...answer.extra, ...found]) });
-          }),
-        );
+      const last = positions[positions.length - 1]!;
+      const healed = k < wanted && positions.length > 1 ? this.healedSpellings(tokens, positions) : undefined;
+      for (const request of fresh) {
+        const answer = answers.get(request.position)!;
+        const ids = new Set<number>();
+        // The next token of a healed path weighs that path: always exact.
+        if (request.position < last) ids.add(tokens[request.position + 1]!);
+        // A capped list leaves out ids the caller needs exactly, and the tokens that spell the
+        // healed candidates, whose mass weighs every one of them.
+        if (k < wanted) {
+          for (const id of request.extraIds ?? []) ids.add(id);
+          for (const id of healed?.get(request.position) ?? []) ids.add(id);
+        }
+        const missing = [...ids].filter((id) => valid(id) && !answer.top.has(id) && !answer.extra.has(id));
+        if (missing.length > 0) queries.push({ position: request.position, ids: missing, anchor: anchorOf(answer) });
       }
     }
-    return Promise.all(
-      requests.map(async (request) => {
-        if (!request.extend) return sparseFromLogprobs(answers.get(request.position)!.top, k, size, answers.get(request.position)!.extra);
-        const listed = new Set(request.extend.ids);
-        const missing = [...new Set(request.extraIds ?? [])].filter((id) => id >= 0 && id < size && !listed.has(id));
-        if (missing.length === 0 || request.extend.complete) return request.extend;
-        return extendWithLogprobs(request.extend, await this.lookUp(tokens.slice(0, request.position + 1), missing));
-      }),
-    );
+    for (const request of requests) {
+      if (!request.extend || request.extend.complete) continue;
+      const listed = new Set(request.extend.ids);
+      const missing = [...new Set(request.extraIds ?? [])].filter((id) => valid(id) && !listed.has(id));
+      if (missing.length > 0) queries.push({ position: request.position, ids: missing, anchor: { id: request.extend.ids[0]!, logprob: Math.log(request.extend.probs[0]!) } });
+    }
+    const found = queries.length > 0 ? await this.lookUp(tokens, queries) : [];
+    const foundAt = new Map<number, Map<number, number>>();
+    queries.forEach((q, i) => foundAt.set(q.position, new Map([...(foundAt.get(q.position) ?? []), ...found[i]!])));
+    return requests.map((request) => {
+      const more = foundAt.get(request.position) ?? new Map<number, number>();
+      if (request.extend) return more.size > 0 ? extendWithLogprobs(request.extend, more) : request.extend;
+      const answer = answers.get(request.position)!;
+      return sparseFromLogprobs(answer.top, k, size, new Map([...answer.extra, ...more]));
+    });
   }
 
   async dispose(): Promise<void> {
@@ -139,8 +153,38 @@ export class RemoteMember implements Member {
     return this.remember(`read ${k}:${positions.join(",")}:${tokens.join(",")}`, () => this.dialect.read(tokens, positions, k));
   }
 
-  private lookUp(prompt: readonly number[], ids: readonly number[]): Promise<Map<number, number>> {
-    return this.remember(`ids ${ids.join(",")}:${prompt.join(",")}`, () => this.dialect.lookUp(prompt, ids));
+  /** Look-ups of a step, in one go (vLLM takes them in one request), remembered like reads. */
+  private lookUp(tokens: readonly number[], queries: readonly { position: number; ids: number[]; anchor: Anchor }[]): Promise<Map<number, number>[]> {
+    const key = `ids ${queries.map((q) => `${q.position}:${q.ids.join(",")}`).join(";")}:${tokens.join(",")}`;
+    return this.remember(key, () => this.dialect.lookUp(queries.map((q) => ({ prompt: tokens.slice(0, q.position + 1), ids: q.ids, anchor: q.anchor }))));
+  }
+
+  /**
+   * The tokens healing over the tail after `positions[0]` can take, by position: at each healed
+   * position the tokens spelling the rest of the tail or extending it, and, for every such token
+   * that goes past the tail by some text, the token spelling the same text at each later position
+   * (both paths end in that candidate, and its probability is their sum).
+   */
+  private healedSpellings(tokens: readonly number[], positions: readonly number[]): Map<number, Set<number>> {
+    const vocab = this.vocabulary;
+    const last = positions[positions.length - 1]!;
+    const rest = (p: number) => tokens.slice(p + 1, last + 1).map((id) => vocab.surfaces[id] ?? "").join("");
+    const byPosition = new Map(positions.map((p) => [p, new Set<number>()]));
+    for (const [level, position] of positions.entries()) {
+      const own = rest(position);
+      if (own.length === 0) continue;
+      const same = vocab.bySurface.get(own);
+      if (same !== undefined) byPosition.get(position)!.add(same);
+      for (const id of tokensExtending(vocab, own, HEALED_LOOKUPS).ids) {
+        byPosition.get(position)!.add(id);
+        const beyond = vocab.surfaces[id]!.slice(own.length);
+        for (const later of positions.slice(level + 1)) {
+          const spelled = vocab.bySurface.get(rest(later) + beyond);
+          if (spelled !== undefined) byPosition.get(later)!.add(spelled);
+        }
+      }
+    }
+    return byPosition;
   }
 
   private remember<T>(key: string, ask: () => Promise<T>): Promise<T> {
@@ -266,6 +310,13 @@ export function sparseFromLogprobs(
   const unlistedMass = complete ? 0 : Math.max(0, 1 - listed);
   const kth = topCount > 0 ? probs[topCount - 1]! : 1;
   return { ids, probs, topCount, unlistedMax: complete ? 0 : Math.min(kth, unlistedMass), unlistedMass, complete };
+}
+
+/** The most probable listed token of an answer, whose exact probability anchors look-ups relative to it. */
+function anchorOf(answer: PositionLogprobs): Anchor {
+  let best: [number, number] | undefined;
+  for (const entry of answer.top) if (best === undefined || entry[1] > best[1]) best = entry;
+  return { id: best![0], logprob: best![1] };
 }
 
 /** `base` with the exact probabilities of more ids at the same position. */

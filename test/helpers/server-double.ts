@@ -20,6 +20,8 @@ import { loadLlama } from "../../src/members/llama.js";
 export class ServerDouble {
   /** Completion requests answered, for tests that count round trips. */
   completions = 0;
+  /** Those that asked for chosen ids (`logprob_token_ids` or `allowed_token_ids` alone on one prompt without a healed read). */
+  lookupRequests = 0;
   /** The prompts those requests carried. */
   prompts = 0;
   /** Answer completions without log-probabilities, as a server that dropped the field would. */
@@ -85,6 +87,7 @@ export class ServerDouble {
         }
       }
       double!.completions++;
+      if (lookups !== undefined || (allowed !== undefined && requested === 1)) double!.lookupRequests++;
       const choices = [];
       for (const [index, prompt] of prompts.entries()) {
         double!.prompts++;
