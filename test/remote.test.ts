@@ -381,7 +381,7 @@ describe("today's vLLM, as the double speaks it", () => {
     }
   });
 
-  test("capped at 20 with healing: one read per evaluation (a prompt per position, the healed token forced) and look-ups of the healed text's extensions, so the healed candidates match the local ones", async () => {
+  test("capped at 20 with healing: one read per step (a prompt per position, the healed token forced) and look-ups of the healed text's extensions, so the healed candidates match the local ones", async () => {
     const capped = await ServerDouble.start({ modelPath: TS656K, servedName: "tinystories-656k", maxLogprobs: 20 });
     const local = await Ensemble.create({ threads: 1, maxTokens: 24, members: [{ name: "s260k", model: S260K, primary: true }, { name: "ts656k", model: TS656K }] });
     const mixed = await Ensemble.create({ threads: 1, maxTokens: 24, members: [{ name: "s260k", model: S260K, primary: true }, { name: "ts656k", url: capped.url, tokenizer: TS656K, maxLogprobs: 20, retries: 0 }] });
@@ -391,7 +391,9 @@ describe("today's vLLM, as the double speaks it", () => {
         const before = capped.completions - capped.lookupRequests;
         const b = await mixed.generate({ text: prompt }, { trace: true });
         assert.equal(b.text, a.text, prompt);
-        assert.equal(capped.completions - capped.lookupRequests - before, b.members[1]!.evaluations, "one read per evaluation, the look-ups aside");
+        // One read per step, none for an evaluation repeated at the same place (GaC asking again is answered from memory).
+        const reads = capped.completions - capped.lookupRequests - before;
+        assert.ok(reads >= b.steps && reads <= b.members[1]!.evaluations, `${reads} reads for ${b.steps} steps and ${b.members[1]!.evaluations} evaluations`);
       }
       // The step the issue saw go wrong: healed after " saw", the remote's healed list is the local one.
       const steps: Step[] = [];
