@@ -19,6 +19,8 @@ type FailureKind = "unreachable" | "failing" | "rejected";
 
 class ExchangeError extends Error {
   attempts = 1;
+  /** The connection was reset or closed under the request. */
+  reset = false;
   constructor(
     message: string,
     readonly kind: FailureKind,
@@ -73,6 +75,7 @@ export class RemoteHttp {
     const retries = this.options.retries ?? DEFAULT_RETRIES;
     const headers: Record<string, string> = { ...((init.headers ?? {}) as Record<string, string>) };
     if (this.options.apiKey) headers.authorization = `Bearer ${this.options.apiKey}`;
+    let staleRetried = false;
     for (let attempt = 0; ; attempt++) {
       if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, BACKOFF_MS * 2 ** (attempt - 1)));
       try {
@@ -80,6 +83,13 @@ export class RemoteHttp {
       } catch (error) {
         if (!(error instanceof ExchangeError)) throw error;
         error.attempts = attempt + 1;
+        // A kept-alive connection the server closed while idle fails at once with a reset: one
+        // more try on a fresh connection, whatever `retries` says.
+        if (error.reset && !staleRetried) {
+          staleRetried = true;
+          attempt--;
+          continue;
+        }
         if (error.kind === "rejected" || attempt >= retries) throw error;
       }
     }
@@ -107,7 +117,9 @@ export class RemoteHttp {
       }
       // Node reports a refused connection tried over IPv4 and IPv6 as an AggregateError.
       const code = e.cause?.code ?? e.cause?.errors?.find((x) => x.code)?.code;
-      throw new ExchangeError(`cannot reach the server: ${code ?? e.cause?.message ?? e.message}`, "unreachable");
+      const failure = new ExchangeError(`cannot reach the server: ${code ?? e.cause?.message ?? e.message}`, "unreachable");
+      failure.reset = code === "ECONNRESET" || code === "UND_ERR_SOCKET" || code === "EPIPE";
+      throw failure;
     }
     if (!response.ok) {
       const kind = response.status >= 500 || response.status === 429 ? "failing" : "rejected";
