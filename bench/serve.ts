@@ -2,16 +2,17 @@
  * Server figures on the shared TinyStories pair, loopback only:
  * 1. load: C concurrent streaming clients (openai client) against one ensemble with a bounded
  *    queue — how many complete, how many get 429, latency, aggregate tokens/s;
- * 2. remote members: the same greedy generation with ts656k in-process vs behind the vLLM-format
- *    test double (HTTP + JSON per distribution) — the cost of the wire on loopback.
+ * 2. remote members: the same greedy generation with ts656k in-process vs on a real llama.cpp
+ *    server (`npm run build:llama-server`; HTTP + JSON per step) — the cost of the wire on loopback,
+ *    for the pair and for ts656k alone.
  * Run: node --import tsx bench/serve.ts [--clients 20] [--queue 8] [--tokens 32]
  */
 import OpenAI from "openai";
 import { parseArgs } from "node:util";
 import { Ensemble } from "../src/engine/ensemble.js";
-import { PAIR, S260K, TS656K } from "../test/helpers/models.js";
+import { PAIR, TS656K } from "../test/helpers/models.js";
 import { startServer } from "../test/helpers/server.js";
-import { ServerDouble } from "../test/helpers/server-double.js";
+import { LlamaServer, llamaServerSkip } from "../test/helpers/llama-server.js";
 
 const { values } = parseArgs({ options: { clients: { type: "string", default: "20" }, queue: { type: "string", default: "8" }, tokens: { type: "string", default: "32" } } });
 const clients = Number(values.clients);
@@ -53,16 +54,29 @@ console.log(`  429 answered in p50 ${percentile(results.filter((r) => !r.ok).map
 await served.close();
 await ensemble.dispose();
 
-const double = await ServerDouble.start({ modelPath: TS656K, servedName: "ts656k", maxLogprobs: 2048 });
-const local = await Ensemble.create({ members: PAIR, threads: 1 });
-const mixed = await Ensemble.create({
-  threads: 1,
-  members: [{ name: "s260k", model: S260K, primary: true }, { name: "ts656k", url: double.url, model: "ts656k", tokenizer: TS656K, maxLogprobs: 2048 }],
-});
-for (const [name, e] of [["in-process pair", local], ["ts656k remote (vLLM double)", mixed]] as const) {
-  await e.generate({ text: PROMPT }, { maxTokens: 4 });
-  const r = await e.generate({ text: PROMPT }, { maxTokens: 64 });
-  const perStep = r.timings.totalMs / r.steps;
-  console.log(`${name}: ${r.steps} steps, ${(r.steps / (r.timings.totalMs / 1000)).toFixed(0)} tokens/s, ${perStep.toFixed(1)} ms/step, ts656k ${(r.timings.memberMs.ts656k! / r.members[1]!.evaluations).toFixed(2)} ms per evaluation`);
+// Remote members: ts656k in-process vs on a real llama.cpp server (loopback, one slot, one thread).
+if (llamaServerSkip()) {
+  console.log(`remote members: skipped, ${llamaServerSkip()}`);
+} else {
+  const server = await LlamaServer.start({ model: TS656K, contextSize: 512 });
+  const remote = { name: "ts656k", url: server.url, tokenizer: TS656K };
+  const rows: [string, Ensemble, Ensemble][] = [
+    ["pair, GaC", await Ensemble.create({ members: PAIR, threads: 1 }), await Ensemble.create({ threads: 1, members: [PAIR[0], remote] })],
+    ["ts656k alone", await Ensemble.create({ members: [PAIR[1]], threads: 1 }), await Ensemble.create({ threads: 1, members: [remote] })],
+  ];
+  for (const [name, local, mixed] of rows) {
+    const perStep = async (e: Ensemble) => {
+      await e.generate({ text: PROMPT }, { maxTokens: 4 });
+      const r = await e.generate({ text: PROMPT }, { maxTokens: 64 });
+      const ts656k = r.members.findIndex((m) => m.name === "ts656k");
+      return { ms: r.timings.totalMs / r.steps, steps: r.steps, evaluationMs: r.timings.memberMs.ts656k! / r.members[ts656k]!.evaluations };
+    };
+    const a = await perStep(local);
+    const b = await perStep(mixed);
+    console.log(
+      `${name}: in-process ${a.ms.toFixed(2)} ms/step (ts656k ${a.evaluationMs.toFixed(2)} ms per evaluation), ts656k on llama-server ${b.ms.toFixed(2)} ms/step (${b.evaluationMs.toFixed(2)} ms per evaluation): ${(b.ms / a.ms).toFixed(2)}× the in-process time per step`,
+    );
+    await Promise.all([local.dispose(), mixed.dispose()]);
+  }
+  await server.stop();
 }
-await Promise.all([local.dispose(), mixed.dispose(), double.dispose()]);

@@ -5,6 +5,7 @@ export {
   type MemberSpec,
   type GenerateOptions,
   type GenerationResult,
+  type MemberDrop,
   type Step,
   type StepTrace,
   type FinishReason,
@@ -14,7 +15,7 @@ export type { SamplingOptions } from "./engine/sampling.js";
 export { loadEnsembleConfig, parseEnsembleConfig, resolveEnsembleConfig, ConfigError, type EnsembleConfig } from "./config/load.js";
 export { parseModelReference, resolveModelReferences, type ModelReference } from "./members/model-reference.js";
 export { LlamaMember, loadLlama, type LlamaMemberOptions } from "./members/llama.js";
-export { MemberError, ContextOverflowError, MemberUnavailableError, type Member, type MemberPlacement, type Prompt, type PositionRequest } from "./members/member.js";
+export { MemberError, ContextOverflowError, MemberUnavailableError, MemberRejectedError, type Member, type MemberPlacement, type Prompt, type PositionRequest } from "./members/member.js";
 export { loadRuntime, RuntimeError, type GpuSetting, type Device, type Runtime } from "./members/runtime.js";
 export { describeBackend, formatBackend, type BackendReport, type MemberBackend } from "./members/backend.js";
 export { placeOnGpu, GpuPlacementError, type GpuLayersSetting, type PlacementCandidate, type PlacedMember } from "./members/gpu-placement.js";

@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { Ensemble, type GenerateOptions, type Step } from "../engine/ensemble.js";
+import { Ensemble, type GenerateOptions, type GenerationResult, type MemberDrop, type Step } from "../engine/ensemble.js";
 import type { Prompt } from "../members/member.js";
 import { addEnsembleOptions, ensembleFromOptions, UsageError, type CommandEnsemble } from "./ensemble-options.js";
 import { isIdSpaceMethod } from "../engine/id-space.js";
@@ -62,15 +62,36 @@ async function runGenerate(promptArg: string | undefined, flags: GenerateFlags, 
       await ensemble.prepareAlignment(config.method as AlignMethod).finally(bar.end);
     }
     const stream = ensemble.stream(prompt, options);
+    let generated = "";
+    let steps = 0;
+    const dropped: MemberDrop[] = [];
     for (;;) {
-      const next = await stream.next();
+      let next: IteratorResult<Step, GenerationResult>;
+      try {
+        next = await stream.next();
+      } catch (error) {
+        // The text generated before the failure is not lost: --json prints it with the error.
+        if (flags.json) {
+          process.stdout.write(JSON.stringify({ text: generated, finishReason: "error", error: (error as Error).message, steps, dropped }, null, 2) + "\n");
+        } else if (generated) {
+          process.stdout.write("\n");
+        }
+        throw error;
+      }
       if (next.done) {
         if (flags.json) process.stdout.write(JSON.stringify({ ...next.value, backend: ensemble.backend }, null, 2) + "\n");
         else process.stdout.write("\n");
         break;
       }
-      if (flags.trace) process.stderr.write(formatTrace(next.value) + "\n");
-      if (!flags.json && next.value.text) process.stdout.write(next.value.text);
+      const step = next.value;
+      for (const drop of step.dropped ?? []) {
+        dropped.push(drop);
+        process.stderr.write(`chorus: member '${drop.member}' dropped after ${drop.step} steps (onFailure: drop), going on without it: ${drop.reason}\n`);
+      }
+      steps++;
+      generated += step.text;
+      if (flags.trace) process.stderr.write(formatTrace(step) + "\n");
+      if (!flags.json && step.text) process.stdout.write(step.text);
     }
   } finally {
     await ensemble.dispose();
@@ -83,7 +104,8 @@ function formatTrace(step: Step): string {
   const show = (text: string) => JSON.stringify(text);
   const lines = [`step ${step.index}${step.ensembled ? "" : " (primary alone)"}${step.escalations ? ` (asked for more ×${step.escalations})` : ""}: ${show(t.winner.text)} ${t.winner.probability.toFixed(3)}`];
   for (const m of t.members) {
-    lines.push(`  ${m.name}${m.healed ? " (healed)" : ""}: ${m.top.map((c) => `${show(c.text)} ${c.probability.toFixed(3)}`).join("  ")}`);
+    const how = m.healed ? " (healed)" : m.fallback ? ` (${m.fallback})` : "";
+    lines.push(`  ${m.name}${how}: ${m.top.map((c) => `${show(c.text)} ${c.probability.toFixed(3)}`).join("  ")}`);
   }
   if (t.survivors) lines.push(`  EVA faithfulness filter: ${t.survivors.length > 0 ? `kept ${t.survivors.join(", ")}` : "no member passed; all averaged"}`);
   return lines.join("\n");

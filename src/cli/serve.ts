@@ -108,6 +108,7 @@ function requestLine(e: RequestEnd): string {
   const parts = [`${e.method} ${url} ${e.status} ${Math.round(e.ms)} ms`];
   const g = e.generation;
   if (g) parts.push(`${g.model} ${g.stream ? "stream" : "request"} ${g.outcome}: ${g.steps} steps`);
+  for (const drop of g?.dropped ?? []) parts.push(`member '${drop.member}' dropped after ${drop.step} steps (onFailure: drop): ${drop.reason}`);
   if (e.reason) parts.push(e.reason);
   return parts.join(" · ");
 }

@@ -117,8 +117,9 @@ export function healedCandidates(vocab: Vocabulary, tail: readonly number[], dis
   let extendingMass = 0;
   let unknownMass = 0;
   let unlistedFromLevels = 0;
-  // A member that cannot look ids up (a remote one) may leave a tail token out of its answer: then
-  // the path's probability is unknown and nothing here is proven.
+  // A member that cannot look ids up may leave a tail token out of its answer: then the healed
+  // path's probability is unknown, and the estimate without it can be far off (it drops the
+  // path that spells the tail itself).
   let tailUnlisted = false;
   for (let level = 0; level < levels && pathMass > 0; level++) {
     const dist = dists[level]!;
@@ -179,10 +180,9 @@ export function healedCandidates(vocab: Vocabulary, tail: readonly number[], dis
     }
   }
   const after = dists[levels]!;
-  if (sameMass + extendingMass <= 0) {
-    // Nothing consistent survived (underflow, or not listed): the member continues after its last token.
-    return tailUnlisted ? unproven(plainCandidates(vocab, after)) : plainCandidates(vocab, after);
-  }
+  // The member continues after its last token instead: its plain distribution, said in the trace.
+  if (tailUnlisted) return { ...plainCandidates(vocab, after), fallback: "plain: the healed token's probability was not listed" };
+  if (sameMass + extendingMass <= 0) return plainCandidates(vocab, after);
   for (let k = 0; k < after.ids.length; k++) {
     const id = after.ids[k]!;
     const text = candidateText(vocab, id);
@@ -192,11 +192,5 @@ export function healedCandidates(vocab: Vocabulary, tail: readonly number[], dis
   const zHigh = zLow + unknownMass;
   const unlistedMax = Math.min(1, (unlistedFromLevels + sameMass * after.unlistedMax) / zLow);
   const complete = dists.every((d) => d.complete);
-  const candidates = builder.build(1 / zLow, zLow / zHigh, () => unlistedMax, unlistedMax, complete, rests[0]);
-  return tailUnlisted ? unproven(candidates) : candidates;
-}
-
-/** The same estimate with bounds that prove nothing, so GaC asks the member for more. */
-function unproven(candidates: MemberCandidates): MemberCandidates {
-  return { ...candidates, lowerScale: 0, hiExtra: candidates.hiExtra.map(() => 1), unlistedMax: 1, complete: false };
+  return builder.build(1 / zLow, zLow / zHigh, () => unlistedMax, unlistedMax, complete, rests[0]);
 }

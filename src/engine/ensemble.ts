@@ -12,6 +12,7 @@ export type {
   FinishReason,
   GenerateOptions,
   GenerationResult,
+  MemberDrop,
   MemberSpec,
   MethodName,
   Step,

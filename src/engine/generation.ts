@@ -3,14 +3,14 @@ import type { SparseDistribution } from "../members/distribution.js";
 import { gac } from "../methods/gac.js";
 import { unite, uniteUnion } from "../methods/unite.js";
 import { bytesVote, type BytesOptions } from "../methods/bytes.js";
-import { argmax, isCertified, type Combined } from "../methods/combined.js";
+import { argmax, contenders, isCertified, type Combined } from "../methods/combined.js";
 import { END_TEXT, type MemberCandidates } from "../methods/candidates.js";
 import { MemberTrack, type BranchPlan, type EvaluationPlan, type FetchPlan } from "./member-track.js";
 import { pickIndex, seededRandom, type SamplingOptions } from "./sampling.js";
 import { TextOutput } from "./text-output.js";
 import { surfaceToText } from "../tokens/vocabulary.js";
 import type { IdSpaceMethod } from "./id-space.js";
-import type { CandidateTrace, FinishReason, GenerationResult, MemberSpec, MethodName, Step, StepTrace } from "./types.js";
+import type { CandidateTrace, FinishReason, GenerationResult, MemberDrop, MemberSpec, MethodName, Step, StepTrace } from "./types.js";
 import { ConstraintError, type ConstraintState, type TextConstraint } from "../constraints/constraint.js";
 import { StepConstraint } from "./constrained-candidates.js";
 import { stepLogprobs } from "./step-logprobs.js";
@@ -73,10 +73,10 @@ function forcedVote(text: string): Vote {
   return { candidates: new Map(), combined: { texts: [text], scores: one, lower: one, upper: one, unlistedUpper: 0 }, winner: 0, voters: [], decidedAlone: true, escalations: 0 };
 }
 
-/** Raised inside a step when members with `onFailure: drop` failed; the step is redone without them. */
+/** Raised inside a step when members with `onFailure: drop` could not be reached or kept failing; the step is redone without them. */
 class DroppedMembers extends Error {
-  constructor(readonly indexes: readonly number[]) {
-    super(`members ${indexes.join(", ")} dropped`);
+  constructor(readonly failures: readonly { readonly index: number; readonly reason: string }[]) {
+    super(`members ${failures.map((f) => f.index).join(", ")} dropped`);
   }
 }
 
@@ -115,6 +115,11 @@ export class Generation {
   private readonly tracks: MemberTrack[] = [];
   private readonly active: number[];
   private readonly dropped = new Set<number>();
+  private readonly drops: MemberDrop[] = [];
+  /** Drops not yet announced in a step. */
+  private unannounced: MemberDrop[] = [];
+  /** Members with a vote when the generation started: a step is ensembled when all of them voted. */
+  private readonly votingCount: number;
   private readonly primaryIndex: number;
   private gated: boolean;
   private readonly random: () => number;
@@ -145,6 +150,7 @@ export class Generation {
     this.primaryIndex = specMembers.findIndex((m) => m.primary);
     if (gate && this.primaryIndex < 0) throw new Error("gating needs a primary member: add `primary: true` to one member");
     this.active = members.map((_, i) => i).filter((i) => weights[i]! > 0);
+    this.votingCount = this.active.length;
     this.gated = gate !== undefined && this.active.length > 1 && weights[this.primaryIndex]! > 0;
     this.onFailure = specMembers.map((m) => m.onFailure ?? "fail");
     // Only members with a vote are tokenized and tracked (a muted member's vocabulary may not even encode the prompt).
@@ -203,11 +209,11 @@ export class Generation {
         vote = forced ? forcedVote(forced) : await this.vote();
       } catch (error) {
         if (!(error instanceof DroppedMembers)) throw error;
-        this.drop(error.indexes);
+        this.drop(error.failures);
         continue;
       }
       const step = this.accept(vote);
-      yield step;
+      yield this.unannounced.length > 0 ? { ...step, dropped: this.takeUnannounced() } : step;
       if (this.finishReason === "stop") break;
     }
     const tail = this.output.next(this.text, true);
@@ -231,12 +237,21 @@ export class Generation {
   }
 
   /** Members on failed machines (`onFailure: drop`) leave; the step starts again without them. */
-  private drop(indexes: readonly number[]): void {
-    for (const i of indexes) {
-      this.dropped.add(i);
-      this.active.splice(this.active.indexOf(i), 1);
+  private drop(failures: readonly { readonly index: number; readonly reason: string }[]): void {
+    for (const { index, reason } of failures) {
+      this.dropped.add(index);
+      this.active.splice(this.active.indexOf(index), 1);
+      const drop = { member: this.members[index]!.name, step: this.steps, reason };
+      this.drops.push(drop);
+      this.unannounced.push(drop);
     }
     if (this.dropped.has(this.primaryIndex) || this.active.length < 2) this.gated = false;
+  }
+
+  private takeUnannounced(): MemberDrop[] {
+    const drops = this.unannounced;
+    this.unannounced = [];
+    return drops;
   }
 
   /** Takes the vote's choice into the text and every voter's track; returns the step. */
@@ -245,9 +260,9 @@ export class Generation {
     if (escalations > 0) this.escalatedSteps++;
     const chosen = combined.texts[winner]!;
     this.steps++;
-    if (!decidedAlone) this.ensembledSteps++;
+    const ensembled = !decidedAlone && voters.length === this.votingCount;
+    if (ensembled) this.ensembledSteps++;
     const index = this.steps - 1;
-    const ensembled = !decidedAlone;
     const trace = this.settings.trace ? { ...this.traceOf(vote), survivors } : undefined;
     const logprobs = this.logprobsOf(vote);
     if (chosen === END_TEXT) {
@@ -300,6 +315,7 @@ export class Generation {
       ensembledSteps: this.ensembledSteps,
       escalatedSteps: this.escalatedSteps,
       members: this.members.map((m, i) => ({ name: m.name, weight: weights[i]!, evaluations: this.evaluations[i]!, dropped: this.dropped.has(i) })),
+      dropped: [...this.drops],
       timings: this.timings.summary(),
     };
   }
@@ -337,7 +353,7 @@ export class Generation {
       const droppable = (i: number) => reason(i) instanceof MemberUnavailableError && this.onFailure[i] === "drop";
       const fatal = failed.find((i) => !droppable(i));
       if (fatal !== undefined || failed.length >= this.active.length) throw reason(fatal ?? failed[0]!);
-      throw new DroppedMembers(failed);
+      throw new DroppedMembers(failed.map((i) => ({ index: i, reason: (reason(i) as Error).message })));
     }
     const answers = settled.map((s) => (s as PromiseFulfilledResult<{ dists: SparseDistribution[]; branches: BranchPlan[]; branchDists: SparseDistribution[] }>).value);
     const result = new Map<number, MemberCandidates>();
@@ -413,7 +429,13 @@ export class Generation {
    * Asks the voters for more candidates (×8 up to 8192, then the full vocabulary) until `proven`
    * holds for the re-computed result (a method's bound holds only under greedy decoding; see the callers).
    */
-  private async escalate<T>(voters: readonly number[], candidates: Map<number, MemberCandidates>, compute: () => T | Promise<T>, proven: (result: T) => boolean): Promise<{ result: T; escalations: number }> {
+  private async escalate<T>(
+    voters: readonly number[],
+    candidates: Map<number, MemberCandidates>,
+    compute: () => T | Promise<T>,
+    proven: (result: T) => boolean,
+    contenders: (result: T) => readonly string[] | undefined = () => undefined,
+  ): Promise<{ result: T; escalations: number }> {
     let result = await compute();
     let escalations = 0;
     for (let fetchK = this.firstFetch; !this.settings.fullDistributions; ) {
@@ -421,7 +443,9 @@ export class Generation {
       escalations++;
       const full = fetchK >= MAX_GROWN_FETCH;
       fetchK *= FETCH_GROWTH;
-      const fetch: FetchPlan = full ? { topK: this.firstFetch, full: true } : { topK: Math.min(fetchK, MAX_GROWN_FETCH) };
+      // The texts still in the running are asked for by name too: a member whose list cannot grow (a capped server) can still look them up.
+      const texts = contenders(result);
+      const fetch: FetchPlan = full ? { topK: this.firstFetch, full: true, texts } : { topK: Math.min(fetchK, MAX_GROWN_FETCH), texts };
       const more = await this.evaluate(voters, () => fetch);
       for (const [i, c] of more) candidates.set(i, c);
       result = await compute();
@@ -438,6 +462,7 @@ export class Generation {
       candidates,
       () => gac(voters.map((i) => candidates.get(i)!), voterWeights),
       (c) => this.allowsSome(c) && (!this.greedy || isCertified(c, argmax(c.scores))),
+      (c) => contenders(c, argmax(c.scores)),
     );
     return { ...base, combined, winner: this.pick(combined), escalations };
   }
@@ -496,6 +521,7 @@ export class Generation {
         return {
           name: this.members[i]!.name,
           healed: c.healedSurface !== undefined,
+          ...(c.fallback ? { fallback: c.fallback } : {}),
           top: c.texts.slice(0, 5).map((t, k) => show(t, c.probs[k]!)),
           ...(memberMass ? { winnerMass: memberMass[v]! } : {}),
         };

@@ -78,6 +78,14 @@ export interface GenerateOptions {
   readonly signal?: AbortSignal;
 }
 
+/** A member the generation went on without (`onFailure: drop`), and why. */
+export interface MemberDrop {
+  readonly member: string;
+  /** Steps generated before the drop. */
+  readonly step: number;
+  readonly reason: string;
+}
+
 export interface CandidateTrace {
   readonly text: string;
   readonly probability: number;
@@ -87,6 +95,8 @@ export interface StepTrace {
   readonly members: readonly {
     readonly name: string;
     readonly healed: boolean;
+    /** Why this member's plain distribution stood in for healed candidates (a server that could not list the healed token). */
+    readonly fallback?: string;
     readonly top: readonly CandidateTrace[];
     /** Byte-level voting: this member's probability that its next bytes start with the winner. */
     readonly winnerMass?: number;
@@ -104,13 +114,15 @@ export interface Step {
   readonly text: string;
   /** The chosen candidate's exact bytes, as a latin1 string ("" for end of generation). */
   readonly bytes: string;
-  /** Whether all members voted (false when the primary decided alone). */
+  /** Whether every voting member voted (false when the primary decided alone or after a drop). */
   readonly ensembled: boolean;
   /** How many times members were asked for more candidates before the choice was proven exact. */
   readonly escalations: number;
   readonly trace?: StepTrace;
   /** With `logprobs`: the ensemble's combined score of the chosen piece and of its best alternatives, as natural logarithms. */
   readonly logprobs?: StepLogprobs;
+  /** Members dropped just before this step (their failure's message). */
+  readonly dropped?: readonly MemberDrop[];
 }
 
 export type FinishReason = "stop" | "length";
@@ -121,10 +133,13 @@ export interface GenerationResult {
   /** Tokens of the primary member (else the first voting member) for the generated text: what `maxTokens` counts. */
   readonly completionTokens: number;
   readonly steps: number;
+  /** Steps on which every voting member voted (not the primary alone, nobody dropped). */
   readonly ensembledSteps: number;
   /** Steps on which GaC's bound failed and members were asked for more candidates. */
   readonly escalatedSteps: number;
   readonly members: readonly { readonly name: string; readonly weight: number; readonly evaluations: number; readonly dropped: boolean }[];
+  /** Members the generation went on without, in order. */
+  readonly dropped: readonly MemberDrop[];
   readonly timings: {
     readonly totalMs: number;
     readonly memberMs: Record<string, number>;

@@ -72,10 +72,24 @@ export class ContextOverflowError extends MemberError {
   }
 }
 
-/** A member that runs elsewhere failed to answer (after its retries); `unavailable` when it could not be reached at all. */
+/**
+ * A member that runs elsewhere could not be reached (`unavailable`) or kept failing (5xx, 429,
+ * timeouts) after its retries: the only failures `onFailure: drop` goes on without.
+ */
 export class MemberUnavailableError extends MemberError {
   constructor(member: string, message: string, readonly unavailable: boolean) {
     super(member, message);
     this.name = "MemberUnavailableError";
+  }
+}
+
+/**
+ * A member's server refused chorus's request (a 4xx other than 429), answered in a shape chorus
+ * cannot read, or now serves another model: a configuration problem, never dropped.
+ */
+export class MemberRejectedError extends MemberError {
+  constructor(member: string, message: string) {
+    super(member, message);
+    this.name = "MemberRejectedError";
   }
 }

@@ -3,16 +3,22 @@ import { MemberTokenizer, ggufTokenizerSource } from "./member-tokenizer.js";
 import { HfTokenizerError, hfTokenizerSource, isHfTokenizerPath } from "./hf-tokenizer.js";
 import type { Vocabulary } from "../tokens/vocabulary.js";
 import type { SparseDistribution } from "./distribution.js";
-import { MemberError, MemberUnavailableError, type Member, type PositionRequest, type Prompt, type PromptTokens, type TokenRun } from "./member.js";
+import { tokensExtending } from "../tokens/prefix-index.js";
+import { MemberError, MemberRejectedError, type Member, type PositionRequest, type Prompt, type PromptTokens, type TokenRun } from "./member.js";
+import { RemoteHttp } from "./remote-http.js";
+import { API_NAMES, type Anchor, type PositionLogprobs, type RemoteApi, type RemoteDialect } from "./remote-dialect.js";
+import { LlamaCppDialect } from "./remote-llamacpp.js";
+import { VllmDialect } from "./remote-vllm.js";
 
-export type RemoteApi = "vllm" | "llamacpp";
+export type { RemoteApi } from "./remote-dialect.js";
 
 export interface RemoteMemberOptions {
   readonly name: string;
   /** Base URL of the server, e.g. http://gpu-box:8000 (a trailing /v1 is accepted). */
   readonly url: string;
+  /** The server's kind; left out, chorus asks the server (llama.cpp answers GET /props, vLLM lists max_model_len). */
   readonly api?: RemoteApi;
-  /** The model name the server knows; default: the first model it lists. */
+  /** The model name the server knows (vLLM); default: the first model it lists. */
   readonly model?: string;
   /**
    * The served model's tokenizer, so tokenization stays here and exact: a GGUF with its vocabulary
@@ -24,67 +30,59 @@ export interface RemoteMemberOptions {
   readonly contextSize?: number;
   readonly timeoutMs?: number;
   readonly retries?: number;
-  /** Most log-probabilities the server returns per position (vLLM's --max-logprobs, default 20). */
+  /** Most log-probabilities the server lists per position (vLLM's --max-logprobs, default 20; llama.cpp: the vocabulary). */
   readonly maxLogprobs?: number;
   /** API key sent as a bearer token. */
   readonly apiKey?: string;
 }
 
-const DEFAULT_TIMEOUT_MS = 30_000;
-const DEFAULT_RETRIES = 2;
-const BACKOFF_MS = 200;
-/** Answers kept for repeated requests (a step asks for at most a few positions, a few times). */
+/** Most tokens extending a healed text looked up at one position when the server's list is capped. */
+const HEALED_LOOKUPS = 512;
+
+/** Answers kept for repeated requests (GaC asks again at the same place when a capped list cannot grow). */
 const RECENT_ANSWERS = 16;
 
-/** A failed HTTP exchange: `retry` when another try may succeed (network, timeout, 5xx, 429). */
-class ExchangeError extends Error {
-  constructor(message: string, readonly retry: boolean, readonly unreachable: boolean) {
-    super(message);
-  }
-}
-
 /**
- * A member whose model runs on an OpenAI-compatible server (vLLM or llama.cpp's server). Each
- * distribution is one request: the member's token ids as the prompt, one token to generate, and
- * the top-k log-probabilities by token id. The listed probabilities are exact; what the server
- * does not list is bounded by the smallest listed one and by the mass left over. A `full`
- * request gets as many log-probabilities as the server allows (`maxLogprobs`), which is the whole
- * vocabulary only when the server is started to allow it (vLLM: --max-logprobs ≥ vocabulary size).
- * Extra ids that are not in the top list stay unlisted (covered by the bounds), so a request to
- * `extend` an earlier answer returns that answer unchanged.
+ * A member whose model runs on an inference server (vLLM, or llama.cpp's llama-server). Each
+ * evaluation is one request (see the dialects) for the top-k log-probabilities by token id at the
+ * positions asked, plus the exact probability of the next token at every position but the last
+ * (the healed path). The listed probabilities are exact; what the server does not list is bounded
+ * by the smallest listed one and by the mass left over. Ids asked for by `extend` that the list
+ * left out are looked up one by one (llama.cpp) or in one request (vLLM's `logprob_token_ids`).
  */
 export class RemoteMember implements Member {
   readonly vocabulary: Vocabulary;
-  private readonly base: string;
-  private readonly recent = new Map<string, Promise<SparseDistribution>>();
+  private readonly recent = new Map<string, Promise<unknown>>();
 
   private constructor(
     readonly name: string,
     readonly contextSize: number,
     private readonly options: RemoteMemberOptions,
-    private readonly api: RemoteApi,
-    private readonly servedModel: string | undefined,
+    readonly dialect: RemoteDialect,
     private readonly tokenizer: MemberTokenizer,
     private readonly release: () => Promise<void>,
   ) {
     this.vocabulary = tokenizer.vocabulary;
-    this.base = baseUrl(options.url);
   }
 
-  /** Loads the local tokenizer, asks the server for its model and context size, and checks both tokenize alike. */
+  /** Which server this is, which model it serves, its context size; then a check that it tokenizes as the local tokenizer does. */
   static async connect(options: RemoteMemberOptions): Promise<RemoteMember> {
     const { tokenizer, release } = await loadTokenizer(options);
     try {
-      const api = options.api ?? "vllm";
-      const probe = new RemoteMember(options.name, options.contextSize ?? 0, options, api, options.model, tokenizer, release);
-      const { servedModel, contextSize } = await probe.describeServer();
-      const member = new RemoteMember(options.name, options.contextSize ?? contextSize, options, api, servedModel, tokenizer, release);
+      const http = new RemoteHttp(options.name, baseUrl(options.url), { timeoutMs: options.timeoutMs, retries: options.retries, apiKey: options.apiKey });
+      const { dialect, contextSize } = await identifyServer(http, options, tokenizer.vocabulary.size);
+      const member = new RemoteMember(options.name, contextSize, options, dialect, tokenizer, release);
       await member.checkTokenizer();
       return member;
     } catch (error) {
       await release();
       throw error;
     }
+  }
+
+  /** The server's kind, as given or detected. */
+  get api(): RemoteApi {
+    return this.dialect.api;
   }
 
   tokenizeContinuation(bytes: string): TokenRun {
@@ -97,31 +95,102 @@ export class RemoteMember implements Member {
   }
 
   async distributions(tokens: readonly number[], requests: readonly PositionRequest[]): Promise<SparseDistribution[]> {
-    const limit = this.options.maxLogprobs ?? 20;
-    return Promise.all(
-      requests.map(async (request) => {
-        const wanted = request.full ? this.vocabulary.size : request.topK;
-        const k = Math.max(1, Math.min(wanted, limit, this.vocabulary.size));
-        // The server lists only its top k, never chosen ids: asking again would repeat the same list.
-        if (request.extend && !request.full && request.extend.topCount >= k) return request.extend;
-        return this.answer(tokens.slice(0, request.position + 1), k);
-      }),
-    );
+    if (tokens.length > this.contextSize) {
+      throw new MemberError(this.name, `the text is ${tokens.length} tokens but this member's context holds ${this.contextSize}; shorten the prompt or raise the server's context size`);
+    }
+    const size = this.vocabulary.size;
+    const fresh = requests.filter((r) => !r.extend);
+    const answers = new Map<number, PositionLogprobs>();
+    const queries: { position: number; ids: number[]; anchor: Anchor }[] = [];
+    const valid = (id: number) => Number.isInteger(id) && id >= 0 && id < size;
+    let k = 1;
+    if (fresh.length > 0) {
+      const wanted = Math.max(...fresh.map((r) => (r.full ? size : r.topK)));
+      k = Math.max(1, Math.min(wanted, this.dialect.maxListed, size));
+      const positions = [...new Set(fresh.map((r) => r.position))].sort((a, b) => a - b);
+      const read = await this.read(tokens, positions, k);
+      positions.forEach((p, i) => answers.set(p, read[i]!));
+      const last = positions[positions.length - 1]!;
+      const healed = k < wanted && positions.length > 1 ? this.healedSpellings(tokens, positions) : undefined;
+      for (const request of fresh) {
+        const answer = answers.get(request.position)!;
+        const ids = new Set<number>();
+        // The next token of a healed path weighs that path: always exact.
+        if (request.position < last) ids.add(tokens[request.position + 1]!);
+        // A capped list leaves out ids the caller needs exactly, and the tokens that spell the
+        // healed candidates, whose mass weighs every one of them.
+        if (k < wanted) {
+          for (const id of request.extraIds ?? []) ids.add(id);
+          for (const id of healed?.get(request.position) ?? []) ids.add(id);
+        }
+        const missing = [...ids].filter((id) => valid(id) && !answer.top.has(id) && !answer.extra.has(id));
+        if (missing.length > 0) queries.push({ position: request.position, ids: missing, anchor: anchorOf(answer) });
+      }
+    }
+    for (const request of requests) {
+      if (!request.extend || request.extend.complete) continue;
+      const listed = new Set(request.extend.ids);
+      const missing = [...new Set(request.extraIds ?? [])].filter((id) => valid(id) && !listed.has(id));
+      if (missing.length > 0) queries.push({ position: request.position, ids: missing, anchor: { id: request.extend.ids[0]!, logprob: Math.log(request.extend.probs[0]!) } });
+    }
+    const found = queries.length > 0 ? await this.lookUp(tokens, queries) : [];
+    const foundAt = new Map<number, Map<number, number>>();
+    queries.forEach((q, i) => foundAt.set(q.position, new Map([...(foundAt.get(q.position) ?? []), ...found[i]!])));
+    return requests.map((request) => {
+      const more = foundAt.get(request.position) ?? new Map<number, number>();
+      if (request.extend) return more.size > 0 ? extendWithLogprobs(request.extend, more) : request.extend;
+      const answer = answers.get(request.position)!;
+      return sparseFromLogprobs(answer.top, k, size, new Map([...answer.extra, ...more]));
+    });
   }
 
   async dispose(): Promise<void> {
     await this.release();
   }
 
+  /** One read of a step's positions, remembered for a while (a capped list asked again would repeat itself). */
+  private read(tokens: readonly number[], positions: readonly number[], k: number): Promise<PositionLogprobs[]> {
+    return this.remember(`read ${k}:${positions.join(",")}:${tokens.join(",")}`, () => this.dialect.read(tokens, positions, k));
+  }
+
+  /** Look-ups of a step, in one go (vLLM takes them in one request), remembered like reads. */
+  private lookUp(tokens: readonly number[], queries: readonly { position: number; ids: number[]; anchor: Anchor }[]): Promise<Map<number, number>[]> {
+    const key = `ids ${queries.map((q) => `${q.position}:${q.ids.join(",")}`).join(";")}:${tokens.join(",")}`;
+    return this.remember(key, () => this.dialect.lookUp(queries.map((q) => ({ prompt: tokens.slice(0, q.position + 1), ids: q.ids, anchor: q.anchor }))));
+  }
+
   /**
-   * One position's top-k, remembered for a while: when the server caps k (vLLM's --max-logprobs),
-   * GaC's requests for more at the same position would fetch the same list again.
+   * The tokens healing over the tail after `positions[0]` can take, by position: at each healed
+   * position the tokens spelling the rest of the tail or extending it, and, for every such token
+   * that goes past the tail by some text, the token spelling the same text at each later position
+   * (both paths end in that candidate, and its probability is their sum).
    */
-  private answer(prompt: readonly number[], k: number): Promise<SparseDistribution> {
-    const key = `${k}:${prompt.join(",")}`;
-    let answer = this.recent.get(key);
+  private healedSpellings(tokens: readonly number[], positions: readonly number[]): Map<number, Set<number>> {
+    const vocab = this.vocabulary;
+    const last = positions[positions.length - 1]!;
+    const rest = (p: number) => tokens.slice(p + 1, last + 1).map((id) => vocab.surfaces[id] ?? "").join("");
+    const byPosition = new Map(positions.map((p) => [p, new Set<number>()]));
+    for (const [level, position] of positions.entries()) {
+      const own = rest(position);
+      if (own.length === 0) continue;
+      const same = vocab.bySurface.get(own);
+      if (same !== undefined) byPosition.get(position)!.add(same);
+      for (const id of tokensExtending(vocab, own, HEALED_LOOKUPS).ids) {
+        byPosition.get(position)!.add(id);
+        const beyond = vocab.surfaces[id]!.slice(own.length);
+        for (const later of positions.slice(level + 1)) {
+          const spelled = vocab.bySurface.get(rest(later) + beyond);
+          if (spelled !== undefined) byPosition.get(later)!.add(spelled);
+        }
+      }
+    }
+    return byPosition;
+  }
+
+  private remember<T>(key: string, ask: () => Promise<T>): Promise<T> {
+    let answer = this.recent.get(key) as Promise<T> | undefined;
     if (answer === undefined) {
-      answer = this.topLogprobs(prompt, k).then((logprobs) => sparseFromLogprobs(logprobs, k, this.vocabulary.size));
+      answer = ask();
       answer.catch(() => this.recent.delete(key));
       this.recent.set(key, answer);
       if (this.recent.size > RECENT_ANSWERS) this.recent.delete(this.recent.keys().next().value!);
@@ -129,71 +198,11 @@ export class RemoteMember implements Member {
     return answer;
   }
 
-  /** Top-k (id, log-probability) pairs of the token after `prompt`, in the server's dialect. */
-  private async topLogprobs(prompt: readonly number[], k: number): Promise<Map<number, number>> {
-    if (this.api === "llamacpp") {
-      const body = await this.post("/completion", {
-        prompt,
-        n_predict: 1,
-        n_probs: k,
-        cache_prompt: true,
-        // llama.cpp: a negative temperature samples greedily and reports the plain softmax of the logits.
-        temperature: -1,
-        post_sampling_probs: false,
-      });
-      const step = (body as { completion_probabilities?: { top_logprobs?: { id: number; logprob: number }[] }[] }).completion_probabilities?.[0];
-      if (!step?.top_logprobs) throw this.badAnswer("no completion_probabilities[0].top_logprobs in the answer of /completion");
-      return new Map(step.top_logprobs.map((t) => [t.id, t.logprob]));
-    }
-    const body = await this.post("/v1/completions", {
-      model: this.servedModel,
-      prompt,
-      max_tokens: 1,
-      temperature: 0,
-      logprobs: k,
-      return_tokens_as_token_ids: true,
-    });
-    const top = (body as { choices?: { logprobs?: { top_logprobs?: (Record<string, number> | null)[] } }[] }).choices?.[0]?.logprobs?.top_logprobs?.[0];
-    if (!top) throw this.badAnswer("no choices[0].logprobs.top_logprobs[0] in the answer of /v1/completions");
-    const result = new Map<number, number>();
-    for (const [key, logprob] of Object.entries(top)) {
-      const match = /^token_id:(\d+)$/.exec(key);
-      if (!match) throw this.badAnswer(`log-probabilities are keyed by text ("${key}"), not "token_id:N": the server ignores return_tokens_as_token_ids; use vLLM ≥ 0.6`);
-      result.set(Number(match[1]), logprob);
-    }
-    return result;
-  }
-
-  private async describeServer(): Promise<{ servedModel: string | undefined; contextSize: number }> {
-    if (this.api === "llamacpp") {
-      const props = (await this.get("/props")) as { default_generation_settings?: { n_ctx?: number } };
-      const nCtx = props.default_generation_settings?.n_ctx;
-      if (typeof nCtx !== "number") throw this.badAnswer("GET /props has no default_generation_settings.n_ctx");
-      return { servedModel: undefined, contextSize: nCtx };
-    }
-    const list = (await this.get("/v1/models")) as { data?: { id: string; max_model_len?: number }[] };
-    const models = list.data ?? [];
-    const card = this.options.model === undefined ? models[0] : models.find((m) => m.id === this.options.model);
-    if (!card) {
-      const known = models.map((m) => m.id).join(", ") || "none";
-      throw new MemberError(this.name, `the server at ${this.options.url} does not serve model '${this.options.model ?? "(any)"}' (it serves: ${known}); fix \`model\``);
-    }
-    const contextSize = this.options.contextSize ?? card.max_model_len;
-    if (typeof contextSize !== "number") throw new MemberError(this.name, `the server reports no max_model_len for '${card.id}'; set contextSize for this member`);
-    return { servedModel: card.id, contextSize };
-  }
-
   /** A tokenizer file that is not the served model's would make every distribution wrong: compare on a probe text. */
   private async checkTokenizer(): Promise<void> {
     const probe = "Hello world, 1234 tokens!";
     const local = this.tokenizer.promptTokens({ text: probe }).text.ids;
-    let remote: number[] | undefined;
-    if (this.api === "llamacpp") {
-      remote = ((await this.post("/tokenize", { content: probe, add_special: false })) as { tokens?: number[] }).tokens;
-    } else {
-      remote = ((await this.post("/tokenize", { model: this.servedModel, prompt: probe, add_special_tokens: false })) as { tokens?: number[] }).tokens;
-    }
-    if (!Array.isArray(remote)) throw this.badAnswer("/tokenize answered without `tokens`");
+    const remote = await this.dialect.tokenize(probe);
     if (remote.join(",") !== local.join(",")) {
       throw new MemberError(
         this.name,
@@ -201,67 +210,51 @@ export class RemoteMember implements Member {
       );
     }
   }
+}
 
-  private get(path: string): Promise<unknown> {
-    return this.exchange(path, { method: "GET" });
+/**
+ * Asks the server what it is: llama.cpp's llama-server answers GET /props with its context per
+ * slot; vLLM lists its models with `max_model_len` at GET /v1/models. A given `api` that the
+ * server contradicts, or a server that is neither, is refused with the setting to change.
+ */
+async function identifyServer(http: RemoteHttp, options: RemoteMemberOptions, vocabularySize: number): Promise<{ dialect: RemoteDialect; contextSize: number }> {
+  const propsProbe = await http.probe("/props");
+  const props = propsProbe.ok ? LlamaCppDialect.readProps(propsProbe.body) : undefined;
+  const modelsProbe = await http.probe("/v1/models");
+  const cards = modelsProbe.ok ? VllmDialect.readModels(modelsProbe.body) : undefined;
+  const detected: RemoteApi | undefined = props ? "llamacpp" : cards?.some((c) => typeof c.max_model_len === "number") ? "vllm" : undefined;
+  const said = (probe: typeof propsProbe, what: string) => (probe.ok ? `answered without ${what}` : `answered ${probe.message}`);
+  const evidence = `GET /props ${props ? "describes a llama.cpp server" : said(propsProbe, "default_generation_settings.n_ctx")}; GET /v1/models ${cards ? (detected === "vllm" ? "lists max_model_len" : "lists no max_model_len") : said(modelsProbe, "a `data` list")}`;
+  if (options.api !== undefined && detected !== undefined && detected !== options.api) {
+    throw new MemberRejectedError(options.name, `the server at ${http.base} is ${API_NAMES[detected]}, not ${API_NAMES[options.api]} (${evidence}): set \`api: ${detected}\`, or leave \`api\` out to detect it`);
   }
-
-  private post(path: string, body: unknown): Promise<unknown> {
-    return this.exchange(path, { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json" } });
+  const api = options.api ?? detected;
+  if (api === undefined) {
+    throw new MemberRejectedError(options.name, `cannot tell which server answers at ${http.base} (${evidence}); chorus speaks vLLM (\`api: vllm\`) and llama.cpp's llama-server (\`api: llamacpp\`): check \`url\`, or set \`api\` if the server is one of them`);
   }
-
-  /** One request with timeout, retried with exponential backoff when the failure may pass. */
-  private async exchange(path: string, init: RequestInit): Promise<unknown> {
-    const retries = this.options.retries ?? DEFAULT_RETRIES;
-    const headers: Record<string, string> = { ...(init.headers as Record<string, string>) };
-    if (this.options.apiKey) headers.authorization = `Bearer ${this.options.apiKey}`;
-    let last: ExchangeError | undefined;
-    let attempts = 0;
-    for (let attempt = 0; attempt <= retries; attempt++) {
-      attempts++;
-      if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, BACKOFF_MS * 2 ** (attempt - 1)));
-      try {
-        return await this.once(path, { ...init, headers });
-      } catch (error) {
-        if (!(error instanceof ExchangeError)) throw error;
-        last = error;
-        if (!error.retry) break;
-      }
+  if (api === "llamacpp") {
+    if (!props) {
+      const answer = propsProbe.ok ? "answered without default_generation_settings.n_ctx" : propsProbe.message;
+      throw new MemberRejectedError(options.name, `GET ${http.base}/props: ${answer}, where llama.cpp's llama-server describes itself; check \`url\`, \`api\` and \`apiKeyEnv\``);
     }
-    const tries = attempts > 1 ? ` (after ${attempts} tries)` : "";
-    throw new MemberUnavailableError(this.name, `${init.method} ${this.base}${path}: ${last!.message}${tries}`, last!.unreachable);
-  }
-
-  private async once(path: string, init: RequestInit): Promise<unknown> {
-    const timeoutMs = this.options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    let response: Response;
-    try {
-      response = await fetch(this.base + path, { ...init, signal: AbortSignal.timeout(timeoutMs) });
-    } catch (error) {
-      const e = error as Error & { cause?: { code?: string; message?: string; errors?: { code?: string }[] } };
-      if (e.name === "TimeoutError") throw new ExchangeError(`no answer within ${timeoutMs} ms (raise timeoutMs)`, true, true);
-      // Node reports a refused connection tried over IPv4 and IPv6 as an AggregateError.
-      const code = e.cause?.code ?? e.cause?.errors?.find((x) => x.code)?.code;
-      if (e.cause?.message === "bad port") {
-        throw new ExchangeError("Node's fetch refuses this port (a port the Fetch standard blocks); run the server on another port", false, true);
-      }
-      throw new ExchangeError(`cannot reach the server: ${code ?? e.cause?.message ?? e.message}`, true, true);
+    const served = (cards?.[0] as { meta?: { n_vocab?: unknown } } | undefined)?.meta?.n_vocab;
+    if (typeof served === "number" && served !== vocabularySize) {
+      throw new MemberError(options.name, `the served model has ${served} tokens but the tokenizer file ${options.tokenizerPath} has ${vocabularySize}; point \`tokenizer\` at the served model's GGUF`);
     }
-    const text = await response.text();
-    if (!response.ok) {
-      const retry = response.status >= 500 || response.status === 429;
-      throw new ExchangeError(`HTTP ${response.status}: ${text.slice(0, 300)}`, retry, response.status === 503);
-    }
-    try {
-      return JSON.parse(text) as unknown;
-    } catch {
-      throw new ExchangeError(`the answer is not JSON: ${text.slice(0, 120)}`, false, false);
-    }
+    return { dialect: new LlamaCppDialect(http, props.modelName, options.maxLogprobs ?? vocabularySize), contextSize: options.contextSize ?? props.contextSize };
   }
-
-  private badAnswer(what: string): MemberUnavailableError {
-    return new MemberUnavailableError(this.name, `${what} (is this a ${this.api === "vllm" ? "vLLM" : "llama.cpp"} server? set \`api\`)`, false);
+  if (!cards) {
+    const answer = modelsProbe.ok ? "answered without a `data` list of models" : modelsProbe.message;
+    throw new MemberRejectedError(options.name, `GET ${http.base}/v1/models: ${answer}; check \`url\`, \`api\` and \`apiKeyEnv\``);
   }
+  const card = options.model === undefined ? cards[0] : cards.find((m) => m.id === options.model);
+  if (!card) {
+    const known = cards.map((m) => m.id).join(", ") || "none";
+    throw new MemberError(options.name, `the server at ${options.url} does not serve model '${options.model ?? "(any)"}' (it serves: ${known}); fix \`model\``);
+  }
+  const contextSize = options.contextSize ?? card.max_model_len;
+  if (typeof contextSize !== "number") throw new MemberError(options.name, `the server reports no max_model_len for '${card.id}' (${evidence}); set contextSize for this member, or \`api\` if it is not vLLM`);
+  return { dialect: new VllmDialect(http, card.id, options.maxLogprobs ?? 20), contextSize };
 }
 
 /** The member's local tokenizer: a tokenizer.json (read in JS), or a GGUF loaded vocabulary-only by llama.cpp. */
@@ -294,17 +287,52 @@ function baseUrl(url: string): string {
 }
 
 /**
- * A sparse distribution from a server's top log-probabilities: the k most probable are exact;
- * every unlisted token is at most the k-th probability and all of them together are the rest.
+ * A sparse distribution from a server's answer at one position: its `k` most probable tokens are
+ * exact, and so are `extra` ids (the forced next token, looked-up ids); every unlisted token is at
+ * most the k-th probability, and all of them together are the mass left over.
  */
-export function sparseFromLogprobs(logprobs: ReadonlyMap<number, number>, k: number, vocabularySize: number): SparseDistribution {
-  const entries = [...logprobs.entries()].filter(([id]) => id >= 0 && id < vocabularySize).sort((a, b) => b[1] - a[1]);
+export function sparseFromLogprobs(
+  top: ReadonlyMap<number, number>,
+  k: number,
+  vocabularySize: number,
+  extra: ReadonlyMap<number, number> = new Map(),
+): SparseDistribution {
+  const valid = ([id]: [number, number]) => Number.isInteger(id) && id >= 0 && id < vocabularySize;
+  // vLLM adds the sampled token to its top list: sorted, it falls after the k most probable.
+  const ranked = [...top].filter(valid).sort((a, b) => b[1] - a[1]);
+  const more = [...extra].filter((entry) => valid(entry) && !top.has(entry[0]));
+  const entries = ranked.concat(more);
   const ids = Int32Array.from(entries, ([id]) => id);
   const probs = Float64Array.from(entries, ([, lp]) => Math.exp(lp));
-  const topCount = Math.min(k, entries.length);
+  const topCount = Math.min(k, ranked.length);
   const listed = probs.reduce((sum, p) => sum + p, 0);
-  const complete = entries.length >= vocabularySize;
+  const complete = ranked.length >= vocabularySize;
   const unlistedMass = complete ? 0 : Math.max(0, 1 - listed);
   const kth = topCount > 0 ? probs[topCount - 1]! : 1;
   return { ids, probs, topCount, unlistedMax: complete ? 0 : Math.min(kth, unlistedMass), unlistedMass, complete };
+}
+
+/** The most probable listed token of an answer, whose exact probability anchors look-ups relative to it. */
+function anchorOf(answer: PositionLogprobs): Anchor {
+  let best: [number, number] | undefined;
+  for (const entry of answer.top) if (best === undefined || entry[1] > best[1]) best = entry;
+  return { id: best![0], logprob: best![1] };
+}
+
+/** `base` with the exact probabilities of more ids at the same position. */
+function extendWithLogprobs(base: SparseDistribution, found: ReadonlyMap<number, number>): SparseDistribution {
+  const listed = new Set(base.ids);
+  const added = [...found].filter(([id]) => !listed.has(id));
+  const ids = new Int32Array(base.ids.length + added.length);
+  const probs = new Float64Array(ids.length);
+  ids.set(base.ids);
+  probs.set(base.probs);
+  let addedMass = 0;
+  added.forEach(([id, logprob], i) => {
+    const p = Math.exp(logprob);
+    ids[base.ids.length + i] = id;
+    probs[base.ids.length + i] = p;
+    addedMass += p;
+  });
+  return { ...base, ids, probs, unlistedMass: Math.max(0, base.unlistedMass - addedMass) };
 }

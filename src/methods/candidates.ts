@@ -31,4 +31,6 @@ export interface MemberCandidates {
   readonly complete: boolean;
   /** Surface of the healed token, when candidates continue a foreign boundary. */
   readonly healedSurface?: string;
+  /** Why the member's plain distribution stands in for healed candidates this step (for the trace). */
+  readonly fallback?: string;
 }

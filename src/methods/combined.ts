@@ -51,3 +51,14 @@ export function isCertified(combined: Combined, winner: number): boolean {
   }
   return true;
 }
+
+/** Most texts named in a request for more (the rest are covered by the bound's growth). */
+const MAX_CONTENDERS = 16;
+
+/** The winner and the listed texts whose upper bound reaches its lower bound: the ones a certification hinges on, best first. */
+export function contenders(combined: Combined, winner: number, limit = MAX_CONTENDERS): string[] {
+  const floor = combined.lower[winner]!;
+  const open = combined.texts.map((_, i) => i).filter((i) => i !== winner && combined.upper[i]! > floor);
+  open.sort((a, b) => combined.scores[b]! - combined.scores[a]!);
+  return [winner, ...open.slice(0, limit - 1)].map((i) => combined.texts[i]!);
+}

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import cors from "@fastify/cors";
-import type { Ensemble, GenerationResult, Step } from "../engine/ensemble.js";
+import type { Ensemble, GenerationResult, MemberDrop, Step } from "../engine/ensemble.js";
 import { bearerCheck } from "./api-key.js";
 import { ApiError, invalid, toApiError } from "./errors.js";
 import { GenerationQueue } from "./queue.js";
@@ -53,6 +53,8 @@ export interface GenerationEnd {
   /** `cancelled`: the client went away or the server shut down. */
   readonly outcome: "done" | "cancelled" | "failed";
   readonly ms: number;
+  /** Members the generation went on without (`onFailure: drop`), and why. */
+  readonly dropped: readonly MemberDrop[];
 }
 
 export interface ChorusServer {
@@ -245,7 +247,7 @@ export function createServer(options: ServerOptions): ChorusServer {
     generations.set(reply.request.raw, new Promise((resolve) => (ended = resolve)));
     running.add(controller);
     const started = performance.now();
-    const progress = { steps: 0, outcome: "failed" as GenerationEnd["outcome"] };
+    const progress = { steps: 0, outcome: "failed" as GenerationEnd["outcome"], dropped: [] as MemberDrop[] };
     let steps: AsyncGenerator<Step, GenerationResult, undefined> | undefined;
     try {
       if (controller.signal.aborted) return;
@@ -267,6 +269,7 @@ export function createServer(options: ServerOptions): ChorusServer {
         while (!next.done) {
           progress.steps++;
           answer.add(next.value);
+          progress.dropped.push(...(next.value.dropped ?? []));
           if (generation.options.trace) trace.push(next.value);
           try {
             next = await steps.next();
@@ -276,7 +279,7 @@ export function createServer(options: ServerOptions): ChorusServer {
           }
         }
         const result = next.value;
-        const extra = answer.extra();
+        const extra = result.dropped.length > 0 ? { ...answer.extra(), dropped: result.dropped } : answer.extra();
         await reply.send({
           ...meta,
           object: kind === "chat" ? "chat.completion" : "text_completion",
@@ -293,7 +296,7 @@ export function createServer(options: ServerOptions): ChorusServer {
       release();
       if (controller.signal.aborted && progress.outcome !== "done") progress.outcome = "cancelled";
       if (progress.outcome === "done") model.averageMs = 0.8 * model.averageMs + 0.2 * (performance.now() - started);
-      const end: GenerationEnd = { model: model.id, stream: generation.stream, steps: progress.steps, outcome: progress.outcome, ms: performance.now() - started };
+      const end: GenerationEnd = { model: model.id, stream: generation.stream, steps: progress.steps, outcome: progress.outcome, ms: performance.now() - started, dropped: progress.dropped };
       ended(end);
       options.onGenerationEnd?.(end);
     }
@@ -309,7 +312,7 @@ export function createServer(options: ServerOptions): ChorusServer {
     answer: AnswerBuilder,
     promptTokens: number,
     signal: AbortSignal,
-    progress: { steps: number; outcome: GenerationEnd["outcome"] },
+    progress: { steps: number; outcome: GenerationEnd["outcome"]; dropped: MemberDrop[] },
   ): Promise<void> {
     reply.hijack();
     const raw = reply.raw;
@@ -328,12 +331,14 @@ export function createServer(options: ServerOptions): ChorusServer {
         progress.steps++;
         const choices = answer.add(step);
         const stepExtra = answer.stepExtra(step);
+        if (step.dropped) progress.dropped.push(...step.dropped);
         const ensemble = {
           ...(step.trace ? { step: { index: step.index, text: step.text, ensembled: step.ensembled, trace: step.trace } } : {}),
           ...stepExtra,
+          ...(step.dropped ? { dropped: step.dropped } : {}),
         };
-        const extra = step.trace || stepExtra ? { ensemble } : {};
-        if (choices.length === 0 && (step.trace || stepExtra)) choices.push(kind === "chat" ? { index: 0, delta: {}, logprobs: null, finish_reason: null } : { index: 0, text: "", logprobs: null, finish_reason: null });
+        const extra = step.trace || stepExtra || step.dropped ? { ensemble } : {};
+        if (choices.length === 0 && (step.trace || stepExtra || step.dropped)) choices.push(kind === "chat" ? { index: 0, delta: {}, logprobs: null, finish_reason: null } : { index: 0, text: "", logprobs: null, finish_reason: null });
         choices.forEach((choice, k) => chunk(choice, k === 0 ? extra : {}));
         next = await steps.next();
       }
@@ -397,6 +402,7 @@ function ensembleSummary(result: GenerationResult, trace: readonly Step[]) {
     ensembled_steps: result.ensembledSteps,
     escalated_steps: result.escalatedSteps,
     members: result.members,
+    dropped: result.dropped,
     timings: result.timings,
     ...(trace.length > 0 ? { trace: trace.map((s) => ({ index: s.index, text: s.text, ensembled: s.ensembled, trace: s.trace })) } : {}),
   };

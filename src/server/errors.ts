@@ -1,4 +1,4 @@
-import { ContextOverflowError, MemberError, MemberUnavailableError } from "../members/member.js";
+import { ContextOverflowError, MemberError, MemberRejectedError, MemberUnavailableError } from "../members/member.js";
 import { ConstraintError } from "../constraints/constraint.js";
 
 export type ErrorType = "invalid_request_error" | "authentication_error" | "not_found_error" | "rate_limit_error" | "server_error";
@@ -38,6 +38,7 @@ export function toApiError(error: unknown, promptParam: string, beforeFirstStep:
   if (error instanceof MemberUnavailableError) {
     return new ApiError(error.unavailable ? 503 : 502, error.message, "server_error", null, "member_failed");
   }
+  if (error instanceof MemberRejectedError) return new ApiError(502, error.message, "server_error", null, "member_failed");
   if (error instanceof MemberError) {
     return beforeFirstStep ? invalid(promptParam, error.message) : new ApiError(502, error.message, "server_error", null, "member_failed");
   }
