@@ -170,7 +170,7 @@ describe("server hardening", () => {
       const streamed = await waitFor(7);
       assert.equal(streamed.status, 200);
       assert.equal(streamed.reason, undefined);
-      assert.deepEqual({ ...streamed.generation!, ms: 0, steps: 0 }, { model: "pair", stream: true, steps: 0, outcome: "done", ms: 0 });
+      assert.deepEqual({ ...streamed.generation!, ms: 0, steps: 0 }, { model: "pair", stream: true, steps: 0, outcome: "done", ms: 0, dropped: [] });
       assert.ok(streamed.generation!.steps >= 3, `${streamed.generation!.steps} steps for 3 tokens`);
       await new Promise((r) => setTimeout(r, 100));
       assert.equal(ends.length, 7, "one report per request");
