@@ -1,30 +1,15 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { execFile, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import { S260K, TINYSTORIES_DEV, TS656K } from "./helpers/models.js";
 import { tempDir } from "./helpers/temp-dir.js";
+import { chorus, chorusWithEnv } from "./helpers/chorus-cli.js";
 
-const run = promisify(execFile);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const example = path.join(root, "examples/tinystories.yaml");
-
-async function chorus(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return chorusWithEnv({}, ...args);
-}
-
-async function chorusWithEnv(env: NodeJS.ProcessEnv, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, ["--import", "tsx", path.join(root, "src/cli/main.ts"), ...args], { cwd: root, env: { ...process.env, ...env } });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
 
 describe("chorus generate", () => {
   test("--json prints one object with text, counts, members and timings", async () => {

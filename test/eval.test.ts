@@ -14,22 +14,13 @@ import { firstWord } from "../src/eval/tasks/data-files.js";
 import { pairedDifference, settingsLine, smallSampleWarning, svgChart, textTable, wilson, type Summary } from "../src/eval/report.js";
 import { SHARED, TINYSTORIES_DEV } from "./helpers/models.js";
 import { tempDir } from "./helpers/temp-dir.js";
+import { chorus } from "./helpers/chorus-cli.js";
 
 const run = promisify(execFile);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const example = path.join(root, "examples/tinystories.yaml");
 const DATA = path.join(SHARED, "data");
 const cliArgs = ["--import", "tsx", path.join(root, "src/cli/main.ts")];
-
-async function chorus(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [...cliArgs, ...args], { cwd: root });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
 
 const evalDir = () => tempDir("chorus-eval-");
 const nextWordArgs = (out: string, limit: number, ...more: string[]) => [

@@ -1,9 +1,7 @@
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import { getLlamaGpuTypes } from "node-llama-cpp";
 import { Ensemble } from "../src/engine/ensemble.js";
 import { candidateFor } from "../src/members/gpu-fit.js";
@@ -12,6 +10,7 @@ import { loadRuntime } from "../src/members/runtime.js";
 import { defaultThreads, MIN_BYTES_PER_THREAD, threadBudget } from "../src/members/threads.js";
 import { createServer } from "../src/server/app.js";
 import { PAIR, S260K, TS656K } from "./helpers/models.js";
+import { chorus } from "./helpers/chorus-cli.js";
 
 const MiB = 2 ** 20;
 
@@ -152,16 +151,6 @@ describe("where the shared pair runs", () => {
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const example = path.join(root, "examples/tinystories.yaml");
-
-async function chorus(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, ["--import", "tsx", path.join(root, "src/cli/main.ts"), ...args], { cwd: root });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
 
 describe("--gpu on the command line", () => {
   test("generate --json reports where the members ran; gpu auto without a GPU notes the CPU on stderr, --gpu false does not", { skip: NO_GPU === false ? "this machine has a GPU" : false }, async () => {

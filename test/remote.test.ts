@@ -4,12 +4,10 @@ import OpenAI from "openai";
 import { Ensemble, type MemberDrop, type MemberSpec, type Step } from "../src/engine/ensemble.js";
 import type { GenerationEnd } from "../src/server/app.js";
 import { logprobValue } from "../src/members/remote-dialect.js";
-import { execFile } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import { RemoteMember, sparseFromLogprobs } from "../src/members/remote.js";
 import { LlamaMember } from "../src/members/llama.js";
 import { MemberError, MemberRejectedError, MemberUnavailableError } from "../src/members/member.js";
@@ -20,19 +18,10 @@ import { loadEnsembleConfig, parseEnsembleConfig } from "../src/config/load.js";
 import { ConfigError } from "../src/config/schema.js";
 import { ServerDouble } from "./helpers/server-double.js";
 import { startServer } from "./helpers/server.js";
+import { chorus } from "./helpers/chorus-cli.js";
 
 const PROMPTS = ["Once upon a time, there was a little", "The dog ran to the park and"];
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-
-async function chorus(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, ["--import", "tsx", path.join(root, "src/cli/main.ts"), ...args], { cwd: root });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
 
 describe("remote members over vLLM's and llama.cpp server's wire formats", () => {
   let double: ServerDouble;
