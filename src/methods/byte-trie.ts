@@ -1,4 +1,4 @@
-import { END_TEXT, type MemberCandidates } from "./candidates.js";
+import type { MemberCandidates } from "./candidates.js";
 
 /** Bounds on a probability mass: the exact value lies in [lo, hi]; `value` is the point estimate. */
 export interface Mass {
@@ -112,8 +112,4 @@ export class SortedCandidates {
 /** Byte-wise order of latin1 strings (every char code is below 256), END_TEXT first. */
 function compare(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
-}
-
-export function isEnd(text: string): boolean {
-  return text === END_TEXT;
 }
