@@ -170,7 +170,10 @@ describe("byte-level voting (methods/bytes)", () => {
       return bytesVote([a, b], [1, 1], {}, choose).text;
     };
     const seen = new Map<string, number>();
-    for (let seed = 0; seed < 400; seed++) seen.set(draw(seed), (seen.get(draw(seed)) ?? 0) + 1);
+    for (let seed = 0; seed < 400; seed++) {
+      const text = draw(seed);
+      seen.set(text, (seen.get(text) ?? 0) + 1);
+    }
     assert.equal(draw(1), draw(1));
     // " He" has mass 0.45, " She" 0.45, END 0.1; " She " is committed at " She" (a's piece ends there) or goes on to the space.
     const she = (seen.get(" She") ?? 0) + (seen.get(" She ") ?? 0);
