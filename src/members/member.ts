@@ -24,8 +24,23 @@ export interface PromptTokens {
   readonly endsOnOwnBoundary: boolean;
 }
 
+/** Reads next-token distributions from one sequence (KV cache) of a model. */
+export interface DistributionReader {
+  /**
+   * Brings the sequence to `tokens` (reusing its cache) and returns the distribution of the token
+   * that follows `tokens[position]`, for each request.
+   */
+  distributions(tokens: readonly number[], requests: readonly PositionRequest[]): Promise<SparseDistribution[]>;
+  /**
+   * Optional: evaluates `tokens` in one batch now and keeps every position from `from` on
+   * readable, so later `distributions` calls on these tokens (or a prefix of them) are answered
+   * without decoding again, exactly as if evaluated then. Speculative ensembling's verification.
+   */
+  prefetch?(tokens: readonly number[], from: number): Promise<void>;
+}
+
 /** One model. Members know nothing about ensembles: they tokenize and return distributions. */
-export interface Member {
+export interface Member extends DistributionReader {
   readonly name: string;
   readonly vocabulary: Vocabulary;
   /** Largest number of tokens the member's context holds. */
@@ -34,11 +49,6 @@ export interface Member {
   tokenizeContinuation(bytes: string): TokenRun;
   /** Refuses (ContextOverflowError) a prompt longer than the context, without tokenizing all of it. */
   promptTokens(prompt: Prompt): PromptTokens;
-  /**
-   * Brings the member's sequence to `tokens` (reusing its cache) and returns the distribution of
-   * the token that follows `tokens[position]`, for each request.
-   */
-  distributions(tokens: readonly number[], requests: readonly PositionRequest[]): Promise<SparseDistribution[]>;
   dispose(): Promise<void>;
   /** Where the model runs (absent: somewhere else, e.g. on a server). */
   readonly placement?: MemberPlacement;
