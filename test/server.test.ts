@@ -233,7 +233,7 @@ describe("OpenAI-compatible server, driven by the openai client", () => {
     assert.equal(completed + limited, 20, outcomes.join(", "));
     assert.ok(completed >= 5 && limited >= 1, `completed ${completed}, 429 ${limited}`);
     const health = (await (await fetch(`${served.url}/health`)).json()) as { status: string; models: Record<string, { running: number; waiting: number }> };
-    assert.deepEqual(health, { status: "ok", models: { pair: { running: 0, waiting: 0, backend: JSON.parse(JSON.stringify(ensemble.backend)) } } });
+    assert.deepEqual(health, { status: "ok", models: { pair: { running: 0, waiting: 0, parallel: 1, backend: JSON.parse(JSON.stringify(ensemble.backend)) } } });
     const after = await client.completions.create({ model: "pair", prompt: PROMPT, max_tokens: 8 });
     assert.equal(after.choices[0]!.text, reference.choices[0]!.text);
   });

@@ -13,11 +13,15 @@ interface ServeFlags {
   apiKey?: string;
   name?: string;
   queueSize: number;
+  parallel: number;
   bodyLimit: number;
   requestTimeout: number;
   drainTimeout: number;
   cors?: string[];
 }
+
+/** Generations a server runs at once unless told: see the README's measurements (bench/serve.ts). */
+export const DEFAULT_PARALLEL = 4;
 
 const integer = (name: string, min: number) => (value: string) => {
   const n = Number(value);
@@ -34,7 +38,8 @@ export function registerServe(program: Command): void {
     .option("--port <port>", "port to listen on (0 = any free port)", integer("--port", 0), 8080)
     .option("--api-key <key>", "require `Authorization: Bearer <key>` on /v1/* (default: $CHORUS_API_KEY, else none)")
     .option("--name <id>", "the model id clients ask for (default: the config file's name without extension, or the members' names joined by +)")
-    .option("--queue-size <n>", "requests that may wait while one generates; more get 429", integer("--queue-size", 0), 16)
+    .option("--parallel <n>", "generations at once, each with its own sequence (KV cache of contextSize tokens) per local member", integer("--parallel", 1), DEFAULT_PARALLEL)
+    .option("--queue-size <n>", "requests that may wait while --parallel generate; more get 429", integer("--queue-size", 0), 16)
     .option("--body-limit <bytes>", "largest request body", integer("--body-limit", 1024), DEFAULT_BODY_LIMIT)
     .option("--request-timeout <ms>", "most time a client may take to send a whole request (headers and body); slower ones get 408", integer("--request-timeout", 1), DEFAULT_REQUEST_TIMEOUT_MS)
     .option("--cors <origin>", "let browser apps from this origin call the API (repeatable; * for any); off by default", (value: string, previous: string[] = []) => [...previous, value])
@@ -48,7 +53,7 @@ async function runServe(flags: ServeFlags, { config, label }: CommandEnsemble): 
   const apiKey = chosenApiKey(flags.apiKey, process.env.CHORUS_API_KEY);
   const id = flags.name ?? label;
   await prepareBackend(config);
-  const ensemble = await Ensemble.create(config);
+  const ensemble = await Ensemble.create({ ...config, parallel: flags.parallel });
   const server = createServer({
     models: [{ id, ensemble }],
     apiKey,
@@ -65,7 +70,7 @@ async function runServe(flags: ServeFlags, { config, label }: CommandEnsemble): 
     await ensemble.dispose();
     throw new Error(`cannot listen on ${flags.host}:${flags.port}: ${(error as Error).message}; pick another --port or --host`);
   }
-  process.stderr.write(`chorus: serving model '${id}' (${ensemble.members.map((m) => m.name).join(" + ")}) at ${address}\n`);
+  process.stderr.write(`chorus: serving model '${id}' (${ensemble.members.map((m) => m.name).join(" + ")}) at ${address}, ${ensemble.parallel} generation(s) at once\n`);
   process.stderr.write(`chorus: ${formatBackend(ensemble.backend)}\n`);
   await new Promise<void>((resolve) => {
     let signals = 0;

@@ -1,6 +1,7 @@
 import { createMembers } from "../members/factory.js";
 import { describeBackend, type BackendReport } from "../members/backend.js";
-import type { Member, Prompt } from "../members/member.js";
+import type { Member, MemberSession, Prompt } from "../members/member.js";
+import { SessionPool } from "../members/session-pool.js";
 import { Generation, type GenerationSettings } from "./generation.js";
 import { IdSpaceMethod, isIdSpaceMethod } from "./id-space.js";
 import type { AlignMethod } from "../align/alignment.js";
@@ -24,16 +25,28 @@ export type {
  * generate with `stream` (an async iterator of steps) or `generate`, then `dispose`.
  */
 export class Ensemble {
-  private busy = false;
+  /** One turn per generation that may run at once (`spec.parallel`). */
+  private readonly turns: SessionPool<number>;
 
   private constructor(
     readonly spec: EnsembleSpec,
     readonly members: readonly Member[],
-  ) {}
+  ) {
+    this.parallel = spec.parallel ?? 1;
+    this.turns = new SessionPool(Array.from({ length: this.parallel }, (_, i) => i));
+  }
+
+  /** Generations that run at once; more wait in line (FIFO) in `stream`. */
+  readonly parallel: number;
+
+  /** Generations running now, and waiting for a turn. */
+  get generations(): { running: number; waiting: number } {
+    return { running: this.turns.lent, waiting: this.turns.queued };
+  }
 
   static async create(spec: EnsembleSpec): Promise<Ensemble> {
     validateSpec(spec);
-    const members = await createMembers(spec.members, { threads: spec.threads, contextSize: spec.contextSize, gpu: spec.gpu });
+    const members = await createMembers(spec.members, { threads: spec.threads, contextSize: spec.contextSize, gpu: spec.gpu, parallel: spec.parallel });
     return new Ensemble(spec, members);
   }
 
@@ -56,17 +69,31 @@ export class Ensemble {
     }
   }
 
+  /**
+   * One generation, step by step. Up to `parallel` run at once, each reading every voting member
+   * through a session of its own (its own sequence of a local member); a later one waits for a
+   * turn (leaving the line if `options.signal` aborts). Its sessions and turn are given back
+   * however it ends: done, failed, aborted, or the iterator returned early.
+   */
   async *stream(prompt: Prompt, options: GenerateOptions = {}): AsyncGenerator<Step, GenerationResult, undefined> {
-    if (this.busy) throw new Error("this ensemble is already generating; wait for it or create another");
-    this.busy = true;
+    const settings = this.settings(options);
+    const turn = await this.turns.take(settings.signal);
+    const sessions: MemberSession[] = [];
     try {
-      const settings = this.settings(options);
-      const voting = settings.weights.filter((w) => w > 0).length;
-      const idSpace = isIdSpaceMethod(settings.method) && settings.only === undefined && voting > 1 ? await this.prepareAlignment(settings.method) : undefined;
-      const generation = new Generation(this.members, this.spec.members, prompt, settings, idSpace);
+      const voting = settings.weights.map((w, i) => (w > 0 ? i : -1)).filter((i) => i >= 0);
+      const idSpace = isIdSpaceMethod(settings.method) && settings.only === undefined && voting.length > 1 ? await this.prepareAlignment(settings.method) : undefined;
+      // In member order, one at a time: generations that share members never wait on each other in a circle.
+      const readers: (Member | MemberSession)[] = [...this.members];
+      for (const i of voting) {
+        const session = await this.members[i]!.openSession(settings.signal);
+        sessions.push(session);
+        readers[i] = session;
+      }
+      const generation = new Generation(this.members, this.spec.members, prompt, settings, idSpace, readers);
       return yield* generation.run();
     } finally {
-      this.busy = false;
+      await Promise.all(sessions.map((s) => s.close()));
+      this.turns.give(turn);
     }
   }
 
@@ -145,6 +172,9 @@ function refuseRenamed(object: object, where: string): void {
 
 function validateSpec(spec: EnsembleSpec): void {
   refuseRenamed(spec, "spec");
+  if (spec.parallel !== undefined && (!Number.isInteger(spec.parallel) || spec.parallel < 1)) {
+    throw new Error(`parallel must be an integer ≥ 1 (generations at once), got ${spec.parallel}`);
+  }
   if (spec.members.length === 0) throw new Error("an ensemble needs at least one member");
   const names = new Set<string>();
   for (const m of spec.members) {

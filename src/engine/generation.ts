@@ -1,4 +1,4 @@
-import { ContextOverflowError, MemberUnavailableError, type Member, type Prompt } from "../members/member.js";
+import { ContextOverflowError, MemberUnavailableError, type DistributionReader, type Member, type Prompt } from "../members/member.js";
 import type { SparseDistribution } from "../members/distribution.js";
 import { gac } from "../methods/gac.js";
 import { unite, uniteUnion } from "../methods/unite.js";
@@ -145,6 +145,8 @@ export class Generation {
     prompt: Prompt,
     private readonly settings: GenerationSettings,
     private readonly idSpace: IdSpaceMethod | undefined,
+    /** Where each member's distributions are read (the generation's sessions); default the members themselves. */
+    private readonly readers: readonly DistributionReader[] = members,
   ) {
     const { weights, gate } = settings;
     this.primaryIndex = specMembers.findIndex((m) => m.primary);
@@ -333,13 +335,14 @@ export class Generation {
         const t0 = performance.now();
         const plan = plans.get(i)!;
         const member = this.members[i]!;
-        const dists: SparseDistribution[] = await member.distributions(plan.tokens, plan.requests);
+        const reader = this.readers[i]!;
+        const dists: SparseDistribution[] = await reader.distributions(plan.tokens, plan.requests);
         this.evaluations[i]!++;
         // Other splits of a healed tail that hold enough mass: one more evaluation each.
         const branches = tracks[i]!.branchPlans(plan, dists);
         const branchDists: SparseDistribution[] = [];
         for (const b of branches) {
-          branchDists.push((await member.distributions(b.tokens, [b.request]))[0]!);
+          branchDists.push((await reader.distributions(b.tokens, [b.request]))[0]!);
           this.evaluations[i]!++;
         }
         timings.memberMs[member.name]! += performance.now() - t0;

@@ -33,6 +33,11 @@ export interface EnsembleSpec {
   readonly threads?: number;
   /** Where local members run: `auto` (default) a GPU when node-llama-cpp finds one, else the CPU; `false` the CPU. */
   readonly gpu?: GpuSetting;
+  /**
+   * Generations that run at once (default 1); more wait in line. Each local member's context
+   * holds this many sequences, each with its own KV cache of `contextSize` tokens.
+   */
+  readonly parallel?: number;
   /** EVA/DeePEn: the member whose vocabulary the others are mapped into (default: the primary, else the first). */
   readonly main?: string;
   readonly eva?: EvaOptions;

@@ -14,6 +14,8 @@ export interface MemberDefaults {
   readonly contextSize?: number;
   /** Where local members run: see members/runtime.ts (default `auto`). */
   readonly gpu?: GpuSetting;
+  /** Sequences of each local member's context (generations at once); default 1. */
+  readonly parallel?: number;
 }
 
 /** A local member as `createMember` loads it: on this runtime, with this many layers on the GPU. */
@@ -33,7 +35,7 @@ export async function createMembers(specs: readonly MemberSpec[], defaults: Memb
   const plans = locals.length > 0 ? await planLocals(locals, defaults) : new Map<MemberSpec, LocalPlan>();
   const members: Member[] = [];
   try {
-    for (const spec of specs) members.push(await createMember(spec, { contextSize: defaults.contextSize, threads: 1, ...plans.get(spec) }));
+    for (const spec of specs) members.push(await createMember(spec, { contextSize: defaults.contextSize, parallel: defaults.parallel, threads: 1, ...plans.get(spec) }));
   } catch (error) {
     await Promise.all(members.map((m) => m.dispose()));
     throw error;
@@ -49,7 +51,7 @@ async function planLocals(locals: readonly MemberSpec[], defaults: MemberDefault
   if (runtime.device !== "cpu" && gpu !== false) {
     const placed = await fitOnGpu(
       runtime.llama,
-      withModel.map((s) => ({ name: s.name, modelPath: s.model!, gpuLayers: s.gpuLayers ?? "auto", contextSize: s.contextSize ?? defaults.contextSize })),
+      withModel.map((s) => ({ name: s.name, modelPath: s.model!, gpuLayers: s.gpuLayers ?? "auto", contextSize: s.contextSize ?? defaults.contextSize, sequences: defaults.parallel })),
       deviceName(runtime.device),
     );
     withModel.forEach((s, i) => layers.set(s, placed[i]!));
@@ -80,7 +82,7 @@ function fileSize(path: string): number {
 /** Builds the member a spec describes: a model in this process, or (with `url`) one on a server. */
 export async function createMember(
   spec: MemberSpec,
-  defaults: { threads: number; contextSize?: number; gpuLayers?: number; runtime?: Runtime },
+  defaults: { threads: number; contextSize?: number; parallel?: number; gpuLayers?: number; runtime?: Runtime },
 ): Promise<Member> {
   if (spec.url !== undefined) {
     if (spec.tokenizer === undefined) {
@@ -113,5 +115,6 @@ export async function createMember(
     chatTemplate: spec.chatTemplate,
     gpuLayers: defaults.gpuLayers,
     runtime: defaults.runtime,
+    parallel: defaults.parallel,
   });
 }

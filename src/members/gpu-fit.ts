@@ -13,6 +13,8 @@ export interface GpuFitRequest {
   readonly gpuLayers: GpuLayersSetting;
   /** The member's context size; default: the model's training context, at most 4096 (as LlamaMember does). */
   readonly contextSize?: number;
+  /** Sequences of the context, each with a KV cache of `contextSize` tokens; default 1. */
+  readonly sequences?: number;
 }
 
 /** The tokenizer's arrays are the bulk of a large vocabulary's header and say nothing about memory. */
@@ -33,7 +35,8 @@ export async function candidateFor(llama: Llama, request: GpuFitRequest): Promis
   const cpuBytesByLayers: number[] = [];
   for (let k = 0; k <= insights.totalLayers; k++) {
     const model = insights.estimateModelResourceRequirements({ gpuLayers: k });
-    const context = insights.estimateContextResourceRequirements({ contextSize, modelGpuLayers: k, sequences: 1, batchSize: Math.min(contextSize, 512) });
+    const sequences = request.sequences ?? 1;
+    const context = insights.estimateContextResourceRequirements({ contextSize, modelGpuLayers: k, sequences, batchSize: Math.min(contextSize * sequences, 512) });
     // Whole bytes, so that placing layers adds and subtracts exactly.
     vramByLayers.push(Math.ceil(model.gpuVram + context.gpuVram));
     cpuBytesByLayers.push(Math.ceil(model.cpuRam));

@@ -9,7 +9,18 @@ import type { SparseDistribution } from "./distribution.js";
 import { LlamaSequenceReader } from "./llama-sequence.js";
 import { ggufModelProblem, readGgufHeader, type GgufHeader } from "./gguf-header.js";
 import { MemberTokenizer, ggufTokenizerSource } from "./member-tokenizer.js";
-import { MemberError, type Member, type MemberPlacement, type PositionRequest, type Prompt, type PromptTokens, type TokenRun } from "./member.js";
+import {
+  MemberError,
+  type DistributionReader,
+  type Member,
+  type MemberPlacement,
+  type MemberSession,
+  type PositionRequest,
+  type Prompt,
+  type PromptTokens,
+  type TokenRun,
+} from "./member.js";
+import { lentSession, SessionPool } from "./session-pool.js";
 import { deviceName, loadingRuntime, loadRuntime, type Runtime } from "./runtime.js";
 
 export interface LlamaMemberOptions {
@@ -25,6 +36,12 @@ export interface LlamaMemberOptions {
   readonly gpuLayers?: number;
   /** The llama.cpp runtime; default: the process's (see members/runtime.ts), the CPU when none is loaded. */
   readonly runtime?: Runtime;
+  /**
+   * Sequences of the context, each with its own KV cache of `contextSize` tokens (node-llama-cpp
+   * gives every sequence the whole `contextSize`, so the cache takes `parallel` times the memory):
+   * how many generations read this member at once. Default 1.
+   */
+  readonly parallel?: number;
 }
 
 /** The process's llama.cpp runtime (the CPU when none is loaded yet): for tokenizers and tests. */
@@ -42,14 +59,25 @@ export class LlamaMember implements Member {
     readonly placement: MemberPlacement,
     private readonly model: LlamaModel,
     private readonly context: LlamaContext,
-    sequence: LlamaContextSequence,
+    sequences: readonly LlamaContextSequence[],
     private readonly tokenizer: MemberTokenizer,
   ) {
     this.vocabulary = tokenizer.vocabulary;
-    this.reader = new LlamaSequenceReader(name, sequence, this.vocabulary, contextSize, model.trainContextSize);
+    this.readers = new SessionPool<DistributionReader>(sequences.map((sequence) => new LlamaSequenceReader(name, sequence, this.vocabulary, contextSize, model.trainContextSize)));
   }
 
-  private readonly reader: LlamaSequenceReader;
+  /** One reader per sequence of the context, lent to sessions. */
+  private readonly readers: SessionPool<DistributionReader>;
+
+  /** Generations that can read this member at once: its context's sequences. */
+  get parallel(): number {
+    return this.readers.size;
+  }
+
+  /** Sessions open now, and callers waiting for one. */
+  get sessions(): { open: number; waiting: number } {
+    return { open: this.readers.lent, waiting: this.readers.queued };
+  }
 
   static async load(options: LlamaMemberOptions): Promise<LlamaMember> {
     await assertGguf(options.name, options.modelPath);
@@ -67,7 +95,10 @@ export class LlamaMember implements Member {
       const trainContext = model.trainContextSize;
       const contextSize = options.contextSize ?? Math.min(trainContext, 4096);
       const threads = options.threads ?? 1;
-      const context = await model.createContext({ contextSize, threads, sequences: 1 });
+      const parallel = options.parallel ?? 1;
+      if (!Number.isInteger(parallel) || parallel < 1) throw new MemberError(options.name, `parallel must be an integer ≥ 1, got ${parallel}`);
+      // node-llama-cpp sizes the context at contextSize × sequences cells: each sequence holds contextSize tokens.
+      const context = await model.createContext({ contextSize, threads, sequences: parallel });
       const tokenizer = new MemberTokenizer(options.name, ggufTokenizerSource(model), options.chatTemplate);
       const placement: MemberPlacement = {
         device: model.gpuLayers > 0 ? runtime.device : "cpu",
@@ -75,7 +106,8 @@ export class LlamaMember implements Member {
         totalLayers: model.fileInsights.totalLayers,
         threads,
       };
-      return new LlamaMember(options.name, context.contextSize, placement, model, context, context.getSequence(), tokenizer);
+      const sequences = Array.from({ length: parallel }, () => context.getSequence());
+      return new LlamaMember(options.name, context.contextSize, placement, model, context, sequences, tokenizer);
     } catch (error) {
       await model.dispose();
       if (error instanceof MemberError) throw error;
@@ -96,11 +128,23 @@ export class LlamaMember implements Member {
     return this.tokenizer.promptTokens(prompt, this.contextSize);
   }
 
-  distributions(tokens: readonly number[], requests: readonly PositionRequest[]): Promise<SparseDistribution[]> {
-    return this.reader.distributions(tokens, requests);
+  async openSession(signal?: AbortSignal): Promise<MemberSession> {
+    const reader = await this.readers.take(signal);
+    return lentSession(reader, () => this.readers.give(reader));
+  }
+
+  /** Reads through a session of its own for the call: the sequence used last, when it is free. */
+  async distributions(tokens: readonly number[], requests: readonly PositionRequest[]): Promise<SparseDistribution[]> {
+    const session = await this.openSession();
+    try {
+      return await session.distributions(tokens, requests);
+    } finally {
+      await session.close();
+    }
   }
 
   async dispose(): Promise<void> {
+    this.readers.close(new MemberError(this.name, "the member was disposed"));
     await this.context.dispose();
     await this.model.dispose();
   }

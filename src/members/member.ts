@@ -39,9 +39,31 @@ export interface DistributionReader {
   prefetch?(tokens: readonly number[], from: number): Promise<void>;
 }
 
-/** One model. Members know nothing about ensembles: they tokenize and return distributions. */
+/**
+ * A generation's own reader of a member: for a model in this process, one of its context's
+ * sequences (its own KV cache), held until `close` returns it to the member's pool.
+ */
+export interface MemberSession extends DistributionReader {
+  /**
+   * Returns the session's sequence to the member's pool, once reads still running have settled;
+   * idempotent. The sequence keeps its cache for the next session.
+   */
+  close(): Promise<void>;
+}
+
+/**
+ * One model. Members know nothing about ensembles: they tokenize and return distributions.
+ * `distributions` itself reads through a session taken for the call (the one used last when it
+ * is free, so a single caller keeps its cache); concurrent generations each open their own.
+ */
 export interface Member extends DistributionReader {
   readonly name: string;
+  /**
+   * A reader of the member's own for one generation. A member in this process holds `parallel`
+   * sequences: when all are taken this waits (in order) for one to be closed, or until `signal`
+   * aborts. A member on a server is stateless: its session reads through the member itself.
+   */
+  openSession(signal?: AbortSignal): Promise<MemberSession>;
   readonly vocabulary: Vocabulary;
   /** Largest number of tokens the member's context holds. */
   readonly contextSize: number;

@@ -4,7 +4,7 @@ import { HfTokenizerError, hfTokenizerSource, isHfTokenizerPath } from "./hf-tok
 import type { Vocabulary } from "../tokens/vocabulary.js";
 import type { SparseDistribution } from "./distribution.js";
 import { tokensExtending } from "../tokens/prefix-index.js";
-import { MemberError, MemberRejectedError, type Member, type PositionRequest, type Prompt, type PromptTokens, type TokenRun } from "./member.js";
+import { MemberError, MemberRejectedError, type Member, type MemberSession, type PositionRequest, type Prompt, type PromptTokens, type TokenRun } from "./member.js";
 import { RemoteHttp } from "./remote-http.js";
 import { API_NAMES, type Anchor, type PositionLogprobs, type RemoteApi, type RemoteDialect } from "./remote-dialect.js";
 import { LlamaCppDialect } from "./remote-llamacpp.js";
@@ -92,6 +92,12 @@ export class RemoteMember implements Member {
   promptTokens(prompt: Prompt): PromptTokens {
     // 0 while the server has not said yet (connecting).
     return this.tokenizer.promptTokens(prompt, this.contextSize > 0 ? this.contextSize : Infinity);
+  }
+
+  /** Stateless HTTP: a session reads through the member itself (the server keeps its own caches per slot). */
+  async openSession(signal?: AbortSignal): Promise<MemberSession> {
+    signal?.throwIfAborted();
+    return { distributions: (tokens, requests) => this.distributions(tokens, requests), close: async () => {} };
   }
 
   async distributions(tokens: readonly number[], requests: readonly PositionRequest[]): Promise<SparseDistribution[]> {

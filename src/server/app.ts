@@ -19,7 +19,7 @@ export interface ServerOptions {
   readonly models: readonly ServedModel[];
   /** When set, /v1/* requires `Authorization: Bearer <apiKey>`; an empty key is refused (see apiKeyProblem). */
   readonly apiKey?: string;
-  /** Requests that may wait per model while one generates; more get 429. */
+  /** Requests that may wait per model while the ensemble's `parallel` generations run; more get 429. */
   readonly queueSize?: number;
   /** Largest request body in bytes. */
   readonly bodyLimit?: number;
@@ -88,7 +88,7 @@ const SHUTTING_DOWN = () => new ApiError(503, "the server is shutting down; retr
 export function createServer(options: ServerOptions): ChorusServer {
   const created = Math.floor(Date.now() / 1000);
   const models = new Map<string, Model>(
-    options.models.map((m) => [m.id, { ...m, queue: new GenerationQueue(options.queueSize ?? 16), created, averageMs: 1000 }]),
+    options.models.map((m) => [m.id, { ...m, queue: new GenerationQueue(options.queueSize ?? 16, m.ensemble.parallel), created, averageMs: 1000 }]),
   );
   const running = new Set<AbortController>();
   /** Generation responses not yet closed, so a drain can let their last events go out. */
@@ -238,7 +238,7 @@ export function createServer(options: ServerOptions): ChorusServer {
       release = await model.queue.acquire(controller.signal);
     } catch (error) {
       if (error instanceof ApiError && error.status === 429) {
-        const seconds = Math.max(1, Math.ceil((model.averageMs * (model.queue.stats.waiting + 1)) / 1000));
+        const seconds = Math.max(1, Math.ceil((model.averageMs * (Math.floor(model.queue.stats.waiting / model.queue.parallel) + 1)) / 1000));
         throw new ApiError(429, error.message, error.type, error.param, error.code, { "retry-after": String(seconds) });
       }
       throw error;

@@ -1,22 +1,25 @@
 import { ApiError } from "./errors.js";
 
 /**
- * Requests to one ensemble, one generation at a time (an ensemble's members hold one sequence
- * each): at most `capacity` wait; more are turned away with 429.
+ * Requests to one ensemble: up to `parallel` generations at once (the ensemble's; each has its own
+ * sequence per member); at most `capacity` wait beyond them; more are turned away with 429.
  */
 export class GenerationQueue {
-  private running = false;
+  private running = 0;
   private readonly waiting: { resolve: () => void; reject: (error: unknown) => void }[] = [];
 
-  constructor(readonly capacity: number) {}
+  constructor(
+    readonly capacity: number,
+    readonly parallel = 1,
+  ) {}
 
-  get stats(): { running: number; waiting: number } {
-    return { running: this.running ? 1 : 0, waiting: this.waiting.length };
+  get stats(): { running: number; waiting: number; parallel: number } {
+    return { running: this.running, waiting: this.waiting.length, parallel: this.parallel };
   }
 
-  /** Waits for this ensemble's turn; the returned function hands the turn on. Leaves the line if `signal` aborts. */
+  /** Waits for a turn; the returned function hands the turn on. Leaves the line if `signal` aborts. */
   async acquire(signal: AbortSignal): Promise<() => void> {
-    if (this.running) {
+    if (this.running >= this.parallel) {
       if (this.waiting.length >= this.capacity) {
         throw new ApiError(429, `the queue for this model is full (${this.capacity} waiting); retry later`, "rate_limit_error", null, "queue_full");
       }
@@ -33,15 +36,17 @@ export class GenerationQueue {
           { once: true },
         );
       });
+      // A turn handed on by the one that ended: `running` stays as it is.
+    } else {
+      this.running++;
     }
-    this.running = true;
     let released = false;
     return () => {
       if (released) return;
       released = true;
       const next = this.waiting.shift();
       if (next) next.resolve();
-      else this.running = false;
+      else this.running--;
     };
   }
 
