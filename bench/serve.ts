@@ -1,11 +1,15 @@
 /**
  * Server figures on the shared TinyStories pair, loopback only:
+ * 0. concurrency: 1, 2, 4, 8 clients, each sending `--requests` streaming requests one after the
+ *    other, against `--parallel 1` and the default (DEFAULT_PARALLEL) — aggregate tokens/s,
+ *    latency p50/p95, and this process's CPU use (cores busy) — in one run, the two servers
+ *    alternating per row so that the machine's load drifts evenly over both;
  * 1. load: C concurrent streaming clients (openai client) against one ensemble with a bounded
  *    queue — how many complete, how many get 429, latency, aggregate tokens/s;
  * 2. remote members: the same greedy generation with ts656k in-process vs on a real llama.cpp
  *    server (`npm run build:llama-server`; HTTP + JSON per step) — the cost of the wire on loopback,
  *    for the pair and for ts656k alone.
- * Run: node --import tsx bench/serve.ts [--clients 20] [--queue 8] [--tokens 32]
+ * Run: node --import tsx bench/serve.ts [--clients 20] [--queue 8] [--tokens 32] [--requests 4] [--levels 1,2,4,8]
  */
 import OpenAI from "openai";
 import { parseArgs } from "node:util";
@@ -13,15 +17,96 @@ import { Ensemble } from "../src/engine/ensemble.js";
 import { PAIR, TS656K } from "../test/helpers/models.js";
 import { startServer } from "../test/helpers/server.js";
 import { LlamaServer, llamaServerSkip } from "../test/helpers/llama-server.js";
+import { DEFAULT_PARALLEL } from "../src/cli/serve.js";
+import os from "node:os";
 
-const { values } = parseArgs({ options: { clients: { type: "string", default: "20" }, queue: { type: "string", default: "8" }, tokens: { type: "string", default: "32" } } });
+const { values } = parseArgs({
+  options: {
+    clients: { type: "string", default: "20" },
+    queue: { type: "string", default: "8" },
+    tokens: { type: "string", default: "32" },
+    requests: { type: "string", default: "4" },
+    levels: { type: "string", default: "1,2,4,8" },
+  },
+});
 const clients = Number(values.clients);
 const queue = Number(values.queue);
 const tokens = Number(values.tokens);
+const requests = Number(values.requests);
+const levels = values.levels.split(",").map(Number);
 const PROMPT = "Once upon a time, there was a little";
+const PROMPTS = [PROMPT, "The dog ran to the park and", "Lily and Ben", "One day, a big red ball"];
 const percentile = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))] ?? NaN;
 
-const ensemble = await Ensemble.create({ members: PAIR, threads: 1 });
+// 0. Concurrency: closed-loop clients (each sends its next request when the last one ends).
+{
+  const configs = [1, DEFAULT_PARALLEL];
+  const servers = await Promise.all(
+    configs.map(async (parallel) => {
+      const ensemble = await Ensemble.create({ members: PAIR, threads: 1, parallel });
+      const served = await startServer({ models: [{ id: "pair", ensemble }], queueSize: Math.max(...levels) });
+      const client = served.client();
+      await client.completions.create({ model: "pair", prompt: PROMPT, max_tokens: 4 });
+      return { parallel, ensemble, served, client };
+    }),
+  );
+  type Row = { tokensPerS: number; p50: number; p95: number; cores: number };
+  const rows = new Map<string, Row>();
+  const loadBefore = os.loadavg()[0]!;
+  for (const level of levels) {
+    for (const { parallel, client } of servers) {
+      const cpu = process.cpuUsage();
+      const started = performance.now();
+      const latencies: number[] = [];
+      let steps = 0;
+      await Promise.all(
+        Array.from({ length: level }, async (_, c) => {
+          for (let r = 0; r < requests; r++) {
+            const t0 = performance.now();
+            const stream = await client.completions.create({
+              model: "pair",
+              prompt: PROMPTS[(c + r) % PROMPTS.length]!,
+              max_tokens: tokens,
+              stream: true,
+              stream_options: { include_usage: true },
+            });
+            for await (const chunk of stream) if (chunk.usage) steps += chunk.usage.completion_tokens;
+            latencies.push(performance.now() - t0);
+          }
+        }),
+      );
+      const wall = performance.now() - started;
+      const used = process.cpuUsage(cpu);
+      rows.set(`${parallel}:${level}`, {
+        tokensPerS: steps / (wall / 1000),
+        p50: percentile(latencies, 50),
+        p95: percentile(latencies, 95),
+        cores: (used.user + used.system) / 1000 / wall,
+      });
+    }
+  }
+  console.log(`concurrency: ${requests} streaming requests of ${tokens} tokens per client, one after the other; ${os.availableParallelism()} cores, load average ${loadBefore.toFixed(1)} → ${os.loadavg()[0]!.toFixed(1)}`);
+  console.log(`| clients | ${configs.map((p) => `--parallel ${p}: tokens/s | p50 ms | p95 ms | cores`).join(" | ")} |`);
+  console.log(`|---:|${configs.map(() => "---:|---:|---:|---:").join("|")}|`);
+  for (const level of levels) {
+    const cells = configs.map((p) => {
+      const r = rows.get(`${p}:${level}`)!;
+      return `${r.tokensPerS.toFixed(0)} | ${r.p50.toFixed(0)} | ${r.p95.toFixed(0)} | ${r.cores.toFixed(2)}`;
+    });
+    console.log(`| ${level} | ${cells.join(" | ")} |`);
+  }
+  const top = Math.max(...levels);
+  const low = Math.min(...levels);
+  for (const p of configs) {
+    console.log(`  --parallel ${p}: ${top} clients / ${low} client = ${(rows.get(`${p}:${top}`)!.tokensPerS / rows.get(`${p}:${low}`)!.tokensPerS).toFixed(2)}× aggregate tokens/s`);
+  }
+  for (const s of servers) {
+    await s.served.close();
+    await s.ensemble.dispose();
+  }
+}
+
+const ensemble = await Ensemble.create({ members: PAIR, threads: 1, parallel: DEFAULT_PARALLEL });
 const served = await startServer({ models: [{ id: "pair", ensemble }], queueSize: queue });
 const client = served.client();
 await client.completions.create({ model: "pair", prompt: PROMPT, max_tokens: 4 });
@@ -47,7 +132,7 @@ const results = await Promise.all(
 const wall = performance.now() - started;
 const done = results.filter((r) => r.ok);
 const steps = done.reduce((n, r) => n + r.steps, 0);
-console.log(`load: ${clients} concurrent streaming clients, queue ${queue}, ${tokens} tokens each`);
+console.log(`load: ${clients} concurrent streaming clients, --parallel ${DEFAULT_PARALLEL}, queue ${queue}, ${tokens} tokens each`);
 console.log(`  completed ${done.length}, 429 ${clients - done.length}, wall ${wall.toFixed(0)} ms, ${(steps / (wall / 1000)).toFixed(0)} tokens/s aggregate`);
 console.log(`  completed latency p50 ${percentile(done.map((r) => r.ms), 50).toFixed(0)} ms, p95 ${percentile(done.map((r) => r.ms), 95).toFixed(0)} ms; first text p50 ${percentile(done.map((r) => r.firstMs), 50).toFixed(0)} ms`);
 console.log(`  429 answered in p50 ${percentile(results.filter((r) => !r.ok).map((r) => r.ms), 50).toFixed(1)} ms`);
