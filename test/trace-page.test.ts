@@ -220,6 +220,7 @@ describe("trace page at GET / in headless Chromium", { skip }, () => {
     const [sent] = await run(page, "#go", /^done/);
     const body = { model: "pair", stream: true, max_tokens: 12, temperature: 0.8, seed: 7, prompt: PROMPT, ensemble: { method: "bytes", trace: true, weights: [1, 0.5], gate: null } };
     assert.deepEqual(sent, body);
+    assert.equal(await page.textContent("#ensembleNote"), "bytes · weights 1, 0.5 · no gate · temperature 0.8 · seed 7");
     const expected = (await api({ ...body, stream: false })).body;
     assert.deepEqual(expected.ensemble!.members.map((m) => m.weight), [1, 0.5]);
     const trace = expected.ensemble!.trace;

@@ -209,12 +209,23 @@ function failed(error) {
   return error.name === "AbortError" ? "stopped" : "error: " + error.message;
 }
 
+/** The settings a run used, above its column. */
+function describe(body) {
+  const e = body.ensemble, parts = [e.method];
+  if (e.weights) parts.push("weights " + e.weights.join(", "));
+  if (e.gate !== undefined) parts.push(e.gate ? "gate " + e.gate.threshold : "no gate");
+  if (body.temperature !== undefined) parts.push("temperature " + body.temperature);
+  if (body.seed !== undefined) parts.push("seed " + body.seed);
+  return parts.join(" · ");
+}
+
 async function generate() {
   output.replaceChildren();
   busy(true);
   setStatus("generating…");
   const chat = $("chat").checked, prompt = $("prompt").value;
   const body = requestBody(chat, prompt);
+  $("ensembleNote").textContent = describe(body);
   const steps = [];
   record = { created: new Date().toISOString(), endpoint: chat ? "/v1/chat/completions" : "/v1/completions", request: body, steps, result: null, alone: {} };
   let text = "";

@@ -51,7 +51,7 @@ export const TRACE_PAGE = `<!doctype html>
   0 <span class="scale"></span> 1 · <span class="alone">primary decided alone</span></div>
 <p id="status">ready</p>
 <div id="columns">
-  <div class="column ensemble"><h2>ensemble</h2><div class="note"></div><div id="output" class="text"></div></div>
+  <div class="column ensemble"><h2>ensemble</h2><div id="ensembleNote" class="note"></div><div id="output" class="text"></div></div>
 </div>
 <div id="tip"></div>
 <script>${TRACE_PAGE_SCRIPT}</script>
