@@ -523,11 +523,25 @@ export class Generation {
           healed: c.healedSurface !== undefined,
           ...(c.fallback ? { fallback: c.fallback } : {}),
           top: c.texts.slice(0, 5).map((t, k) => show(t, c.probs[k]!)),
-          ...(memberMass ? { winnerMass: memberMass[v]! } : {}),
+          winnerMass: memberMass ? memberMass[v]! : agreeingMass(c, combined.texts[winner]!),
         };
       }),
       combined: order.slice(0, 5).map((k) => show(combined.texts[k]!, combined.scores[k]!)),
       winner: show(combined.texts[winner]!, combined.scores[winner]!),
     };
   }
+}
+
+/**
+ * A member's listed mass that agrees with the winner's bytes, a measure that works across
+ * vocabularies: candidates that start with the winner or that the winner starts with (a shorter
+ * token on the way to it); the end agrees only with the end.
+ */
+function agreeingMass(c: MemberCandidates, winner: string): number {
+  let mass = 0;
+  c.texts.forEach((t, k) => {
+    const agrees = t === END_TEXT || winner === END_TEXT ? t === winner : t.startsWith(winner) || winner.startsWith(t);
+    if (agrees) mass += c.probs[k]!;
+  });
+  return Math.min(1, mass);
 }

@@ -98,8 +98,13 @@ export interface StepTrace {
     /** Why this member's plain distribution stood in for healed candidates (a server that could not list the healed token). */
     readonly fallback?: string;
     readonly top: readonly CandidateTrace[];
-    /** Byte-level voting: this member's probability that its next bytes start with the winner. */
-    readonly winnerMass?: number;
+    /**
+     * This member's probability mass that agrees with the winner's bytes. Byte-level voting: its
+     * probability that its next bytes start with the winner; the other methods: the sum over its
+     * listed candidates that start with the winner or that the winner starts with (the end agrees
+     * only with the end), at most 1.
+     */
+    readonly winnerMass: number;
   }[];
   readonly combined: readonly CandidateTrace[];
   readonly winner: CandidateTrace;

@@ -12,6 +12,8 @@ import { planTools, type ToolPlan } from "./tools.js";
 const ensembleOverrides = z.strictObject({
   method: z.enum(IMPLEMENTED_METHODS).optional(),
   weights: z.array(z.number().min(0)).min(1).optional(),
+  /** Run this one member alone through the same engine (its name, as in GET /v1/models' `members`). */
+  only: z.string().min(1).optional(),
   gate: z.union([z.strictObject({ threshold: z.number().gt(0).lte(1) }), z.null()]).optional(),
   unite: z.strictObject({ k: z.number().int().min(1).max(1000).optional() }).optional(),
   /** UniTE's k was `ensemble.topK`; refused with the new spelling rather than ignored. */
@@ -250,6 +252,7 @@ function build(
       stop,
       method: e?.method as MethodName | undefined,
       weights: e?.weights,
+      only: e?.only,
       gate: e?.gate,
       unite: e?.unite,
       heal: e?.heal,
