@@ -6,7 +6,8 @@ import { bytesVote, type BytesOptions } from "../methods/bytes.js";
 import { argmax, contenders, isCertified, type Combined } from "../methods/combined.js";
 import { END_TEXT, type MemberCandidates } from "../methods/candidates.js";
 import { MemberTrack, type BranchPlan, type EvaluationPlan, type FetchPlan } from "./member-track.js";
-import { pickIndex, seededRandom, type SamplingOptions } from "./sampling.js";
+import { pickIndex, samplingDistribution, seededRandom, speculativePick, type SamplingOptions } from "./sampling.js";
+import { Speculator } from "./speculation.js";
 import { TextOutput } from "./text-output.js";
 import { surfaceToText } from "../tokens/vocabulary.js";
 import type { IdSpaceMethod } from "./id-space.js";
@@ -48,6 +49,8 @@ export interface GenerationSettings {
   readonly logprobs: number | undefined;
   readonly memberLogprobs: boolean;
   readonly signal: AbortSignal | undefined;
+  /** Speculative ensembling: the drafting member's index and pieces per round. */
+  readonly speculate: { readonly drafter: number; readonly k: number } | undefined;
 }
 
 /** What one step's vote produced. */
@@ -138,6 +141,7 @@ export class Generation {
   /** The constraint's state after the text so far, and its filter for the step being voted. */
   private constraintState: ConstraintState | undefined;
   private stepConstraint: StepConstraint | undefined;
+  private readonly speculator: Speculator | undefined;
 
   constructor(
     private readonly members: readonly Member[],
@@ -165,6 +169,11 @@ export class Generation {
       }
     }
     this.random = seededRandom(settings.sampling.seed);
+    const speculate = settings.speculate;
+    this.speculator =
+      speculate && this.active.length > 1 && this.active.includes(speculate.drafter)
+        ? new Speculator(speculate.drafter, speculate.k, settings.sampling, seededRandom(settings.sampling.seed ^ 0x5bd1e995))
+        : undefined;
     this.output = new TextOutput(settings.stop);
     this.evaluations = members.map(() => 0);
     this.timings = new Timings(members);
@@ -204,6 +213,7 @@ export class Generation {
       if (this.contextFull()) break;
       this.stepConstraint = this.constraintState ? new StepConstraint(this.constraintState, this.stepsLeftAfterStep(), this.bytesLeft()) : undefined;
       const forced = this.constraintState ? forcedBytes(this.constraintState, MAX_FORCED) : "";
+      if (!forced) await this.speculate();
       let vote: Vote;
       try {
         vote = forced ? forcedVote(forced) : await this.vote();
@@ -236,6 +246,18 @@ export class Generation {
     return full;
   }
 
+  /** Drafts ahead when the draft is used up; a failure here only costs the speed-up (the step reports it). */
+  private async speculate(): Promise<void> {
+    if (!this.speculator) return;
+    const start = performance.now();
+    try {
+      await this.speculator.prepare({ text: this.text, tracks: this.tracks, readers: this.members, voters: this.active, fetch: this.fetchFirst() });
+    } catch {
+      this.speculator.observe(undefined);
+    }
+    this.timings.memberWallMs += performance.now() - start;
+  }
+
   /** Members on failed machines (`onFailure: drop`) leave; the step starts again without them. */
   private drop(failures: readonly { readonly index: number; readonly reason: string }[]): void {
     for (const { index, reason } of failures) {
@@ -259,6 +281,7 @@ export class Generation {
     const { combined, winner, voters, decidedAlone, escalations, survivors } = vote;
     if (escalations > 0) this.escalatedSteps++;
     const chosen = combined.texts[winner]!;
+    this.speculator?.observe(chosen);
     this.steps++;
     const ensembled = !decidedAlone && voters.length === this.votingCount;
     if (ensembled) this.ensembledSteps++;
@@ -316,6 +339,7 @@ export class Generation {
       escalatedSteps: this.escalatedSteps,
       members: this.members.map((m, i) => ({ name: m.name, weight: weights[i]!, evaluations: this.evaluations[i]!, dropped: this.dropped.has(i) })),
       dropped: [...this.drops],
+      ...(this.speculator ? { speculation: { ...this.speculator.stats } } : {}),
       timings: this.timings.summary(),
     };
   }
@@ -417,8 +441,13 @@ export class Generation {
     return this.stepConstraint === undefined || combined.scores.some((p) => p > 0);
   }
 
+  /** The method's choice; with sampling and a drafted piece, by speculative-sampling acceptance (distributed as a plain draw). */
   private pick(combined: Combined): number {
-    return pickIndex(combined.scores, this.settings.sampling, this.random);
+    const draft = this.speculator?.next;
+    if (this.greedy || !draft) return pickIndex(combined.scores, this.settings.sampling, this.random);
+    const p = samplingDistribution(combined.scores, this.settings.sampling);
+    const q = combined.texts.map((t) => draft.q.get(t) ?? 0);
+    return speculativePick(p, q, combined.texts.indexOf(draft.text), this.random);
   }
 
   private get greedy(): boolean {

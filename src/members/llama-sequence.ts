@@ -44,6 +44,7 @@ export class LlamaSequenceReader {
     private readonly vocabulary: Vocabulary,
     private readonly contextSize: number,
     private readonly trainContextSize: number,
+    private readonly exactReads = false,
   ) {
     this.rows = vocabulary.size <= ROW_VOCABULARY;
   }
@@ -123,7 +124,7 @@ export class LlamaSequenceReader {
       const ask = asks.get(start + i);
       return ask ? ([id as Token, { generateNext: this.generateNext(ask) }] as [Token, { generateNext: GenerateNext }]) : (id as Token);
     });
-    const results = await this.sequence.controlledEvaluate(input);
+    const results = this.exactReads ? await this.oneByOne(input) : await this.sequence.controlledEvaluate(input);
     this.counts.decoded += asks.size;
     const uncached = new Map<PositionRequest, SparseDistribution>();
     for (const ask of asks.values()) {
@@ -145,6 +146,13 @@ export class LlamaSequenceReader {
       }
     }
     return uncached;
+  }
+
+  /** One llama.cpp decode per token: a position's logits then never depend on what was batched with it. */
+  private async oneByOne(input: Parameters<LlamaContextSequence["controlledEvaluate"]>[0]): ReturnType<LlamaContextSequence["controlledEvaluate"]> {
+    const results: Awaited<ReturnType<LlamaContextSequence["controlledEvaluate"]>> = [];
+    for (const item of input) results.push((await this.sequence.controlledEvaluate([item]))[0]);
+    return results;
   }
 
   private generateNext(ask: PositionAsk): GenerateNext {

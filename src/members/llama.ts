@@ -5,7 +5,7 @@ import {
   type LlamaModel,
 } from "node-llama-cpp";
 import type { Vocabulary } from "../tokens/vocabulary.js";
-import type { SparseDistribution } from "./distribution.js";
+import type { DistributionRequest, SparseDistribution } from "./distribution.js";
 import { LlamaSequenceReader } from "./llama-sequence.js";
 import { ggufModelProblem, readGgufHeader, type GgufHeader } from "./gguf-header.js";
 import { MemberTokenizer, ggufTokenizerSource } from "./member-tokenizer.js";
@@ -23,6 +23,8 @@ export interface LlamaMemberOptions {
   readonly chatTemplate?: string;
   /** Layers on the GPU, already placed (members/gpu-fit.ts); default 0. The CPU runtime has none. */
   readonly gpuLayers?: number;
+  /** Decode one token per llama.cpp call, so reads never depend on batch sizes (see EnsembleSpec.exactReads). */
+  readonly exactReads?: boolean;
   /** The llama.cpp runtime; default: the process's (see members/runtime.ts), the CPU when none is loaded. */
   readonly runtime?: Runtime;
 }
@@ -44,9 +46,10 @@ export class LlamaMember implements Member {
     private readonly context: LlamaContext,
     sequence: LlamaContextSequence,
     private readonly tokenizer: MemberTokenizer,
+    exactReads: boolean,
   ) {
     this.vocabulary = tokenizer.vocabulary;
-    this.reader = new LlamaSequenceReader(name, sequence, this.vocabulary, contextSize, model.trainContextSize);
+    this.reader = new LlamaSequenceReader(name, sequence, this.vocabulary, contextSize, model.trainContextSize, exactReads);
   }
 
   private readonly reader: LlamaSequenceReader;
@@ -75,7 +78,7 @@ export class LlamaMember implements Member {
         totalLayers: model.fileInsights.totalLayers,
         threads,
       };
-      return new LlamaMember(options.name, context.contextSize, placement, model, context, context.getSequence(), tokenizer);
+      return new LlamaMember(options.name, context.contextSize, placement, model, context, context.getSequence(), tokenizer, options.exactReads ?? false);
     } catch (error) {
       await model.dispose();
       if (error instanceof MemberError) throw error;
@@ -98,6 +101,10 @@ export class LlamaMember implements Member {
 
   distributions(tokens: readonly number[], requests: readonly PositionRequest[]): Promise<SparseDistribution[]> {
     return this.reader.distributions(tokens, requests);
+  }
+
+  prefetch(tokens: readonly number[], from: number, request: DistributionRequest): Promise<void> {
+    return this.reader.prefetch(tokens, from, request);
   }
 
   async dispose(): Promise<void> {

@@ -36,7 +36,7 @@ export interface DistributionReader {
    * readable, so later `distributions` calls on these tokens (or a prefix of them) are answered
    * without decoding again, exactly as if evaluated then. Speculative ensembling's verification.
    */
-  prefetch?(tokens: readonly number[], from: number): Promise<void>;
+  prefetch?(tokens: readonly number[], from: number, request: DistributionRequest): Promise<void>;
 }
 
 /** One model. Members know nothing about ensembles: they tokenize and return distributions. */
