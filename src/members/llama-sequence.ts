@@ -36,7 +36,7 @@ export class LlamaSequenceReader {
   private readonly cache = new PositionReadCache();
   private readonly rows: boolean;
   /** Positions answered from earlier reads, and positions decoded (for benchmarks and tests). */
-  readonly counts = { served: 0, decoded: 0 };
+  readonly counts = { served: 0, decoded: 0, evaluations: 0 };
 
   constructor(
     private readonly memberName: string,
@@ -78,8 +78,7 @@ export class LlamaSequenceReader {
     let common = 0;
     const limit = Math.min(evaluated.length, tokens.length);
     while (common < limit && evaluated[common] === tokens[common]) common++;
-    // A read at position p is of tokens[0..p]: still valid where those are what was evaluated.
-    this.cache.dropFrom(common);
+    // A read at position p is of tokens[0..p]: it answers while those are what was evaluated.
     const fromCache = (r: PositionRequest): SparseDistribution | undefined => {
       const read = this.cache.get(r.position);
       return read && covers(read, r) ? answer(read, r, this.vocabulary.size) : undefined;
@@ -117,6 +116,8 @@ export class LlamaSequenceReader {
       });
     }
     const start = Math.min(common, ...asks.keys());
+    // Evaluated tokens from `common` on are replaced: what was read there is of another text.
+    this.cache.dropFrom(common);
     if (start < this.sequence.nextTokenIndex) {
       await this.sequence.eraseContextTokenRanges([{ start, end: this.sequence.nextTokenIndex }]);
     }
@@ -126,6 +127,7 @@ export class LlamaSequenceReader {
     });
     const results = this.exactReads ? await this.oneByOne(input) : await this.sequence.controlledEvaluate(input);
     this.counts.decoded += asks.size;
+    this.counts.evaluations++;
     const uncached = new Map<PositionRequest, SparseDistribution>();
     for (const ask of asks.values()) {
       const next = results[ask.position - start]?.next;

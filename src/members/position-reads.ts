@@ -7,28 +7,57 @@ import { extendWithLogits, fromLogits, type DistributionRequest, type SparseDist
  */
 export interface PositionRead {
   readonly logits: ReadonlyMap<number, number>;
-  /** The most probable ids in descending order (every id, for a row). */
-  readonly top: readonly number[];
+  /** How many of the most probable ids are known in order (every id, for a row). */
+  readonly topCount: number;
+  /** The `count` (≤ topCount) most probable ids, in descending order. */
+  top(count: number): readonly number[];
   readonly totalLogitWeight: number;
   readonly row: boolean;
 }
 
+/** Ids a row finds in one pass before it sorts the whole row (requests rarely ask for more). */
+const ROW_TOP = 256;
+
 /** The read of a whole row of logits (id → logit) with llama.cpp's total logit weight. */
 export function rowRead(logits: ReadonlyMap<number, number>, totalLogitWeight: number): PositionRead {
-  const top = [...logits.keys()].sort((a, b) => logits.get(b)! - logits.get(a)! || a - b);
-  return { logits, top, totalLogitWeight, row: true };
+  const ids = Int32Array.from(logits.keys());
+  const values = Float64Array.from(logits.values());
+  const best = topIndexes(values, Math.min(ROW_TOP, ids.length)).map((i) => ids[i]!);
+  let sorted: number[] | undefined;
+  const top = (count: number): readonly number[] => {
+    if (count <= best.length) return best.slice(0, count);
+    sorted ??= Array.from(ids.keys()).sort((a, b) => values[b]! - values[a]! || a - b).map((i) => ids[i]!);
+    return sorted.slice(0, count);
+  };
+  return { logits, topCount: ids.length, top, totalLogitWeight, row: true };
+}
+
+/** Indexes of the `count` largest values, in descending order (ties: lower index first). */
+function topIndexes(values: Float64Array, count: number): number[] {
+  const kept: number[] = [];
+  if (count <= 0) return kept;
+  const better = (a: number, b: number) => values[a]! > values[b]! || (values[a] === values[b] && a < b);
+  for (let i = 0; i < values.length; i++) {
+    if (kept.length === count && !better(i, kept[count - 1]!)) continue;
+    let at = kept.length === count ? count - 1 : kept.length;
+    while (at > 0 && better(i, kept[at - 1]!)) at--;
+    if (kept.length === count) kept.pop();
+    kept.splice(at, 0, i);
+  }
+  return kept;
 }
 
 /** A top-k read: `logits` lists the top ids first, in descending order (as llama.cpp returns them), then any extras. */
 export function topRead(logits: ReadonlyMap<number, number>, topCount: number, totalLogitWeight: number): PositionRead {
-  return { logits, top: [...logits.keys()].slice(0, topCount), totalLogitWeight, row: false };
+  const ids = [...logits.keys()].slice(0, topCount);
+  return { logits, topCount: ids.length, top: (count) => ids.slice(0, count), totalLogitWeight, row: false };
 }
 
 /** Whether `read` holds everything `request` asks for. */
 export function covers(read: PositionRead, request: DistributionRequest): boolean {
   if (read.row) return true;
   if (request.full) return false;
-  if (!request.extend && request.topK > read.top.length) return false;
+  if (!request.extend && request.topK > read.topCount) return false;
   return (request.extraIds ?? []).every((id) => read.logits.has(id));
 }
 
@@ -43,9 +72,9 @@ export function answer(read: PositionRead, request: DistributionRequest, vocabul
     for (const id of byLogit(read, request.extraIds ?? [])) extra.set(id, read.logits.get(id)!);
     return extendWithLogits(request.extend, extra);
   }
-  const listedTop = request.full ? read.top.length : Math.min(request.topK, read.top.length);
+  const listedTop = request.full ? read.topCount : Math.min(request.topK, read.topCount);
   const listed = new Map<number, number>();
-  for (let k = 0; k < listedTop; k++) listed.set(read.top[k]!, read.logits.get(read.top[k]!)!);
+  for (const id of read.top(listedTop)) listed.set(id, read.logits.get(id)!);
   for (const id of byLogit(read, request.extraIds ?? [])) if (!listed.has(id)) listed.set(id, read.logits.get(id)!);
   return fromLogits(listed, read.totalLogitWeight, Math.min(request.topK, listedTop), vocabularySize);
 }
@@ -97,6 +126,6 @@ export class PositionReadCache {
 function merged(a: PositionRead, b: PositionRead): PositionRead {
   const logits = new Map(a.logits);
   for (const [id, logit] of b.logits) logits.set(id, logit);
-  const longer = b.top.length > a.top.length ? b : a;
-  return { logits, top: longer.top, totalLogitWeight: longer.totalLogitWeight, row: false };
+  const longer = b.topCount > a.topCount ? b : a;
+  return { logits, topCount: longer.topCount, top: longer.top, totalLogitWeight: longer.totalLogitWeight, row: false };
 }
