@@ -103,6 +103,11 @@ export class LlamaMember implements Member {
     return this.reader.distributions(tokens, requests);
   }
 
+  /** Reads answered from memory, positions decoded, and llama.cpp evaluations, since load (benchmarks). */
+  get readCounts(): { readonly served: number; readonly decoded: number; readonly evaluations: number } {
+    return { ...this.reader.counts };
+  }
+
   prefetch(tokens: readonly number[], from: number, request: DistributionRequest): Promise<void> {
     return this.reader.prefetch(tokens, from, request);
   }
