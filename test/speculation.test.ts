@@ -1,4 +1,5 @@
 import { after, before, describe, test } from "node:test";
+import { startServer } from "./helpers/server.js";
 import assert from "node:assert/strict";
 import { Ensemble, type GenerateOptions, type GenerationResult, type Step } from "../src/engine/ensemble.js";
 import { drawIndex, pickIndex, samplingDistribution, seededRandom, speculativePick } from "../src/engine/sampling.js";
@@ -174,5 +175,32 @@ describe("speculative ensembling on the shared pair", () => {
     // One voting member: nothing to speculate for, and no error.
     const alone = await batched.generate({ text: "x" }, { speculate: { k: 2 }, only: "ts656k", maxTokens: 3 });
     assert.equal(alone.speculation, undefined);
+  });
+});
+
+describe("speculation through the server", () => {
+  test("ensemble.speculate is taken per request, an unknown drafter is a 400 naming the field", async () => {
+    const ensemble = await Ensemble.create({ members: PAIR, threads: 1, contextSize: 512 });
+    const served = await startServer({ models: [{ id: "pair", ensemble }] });
+    try {
+      const ask = (ensembleField: unknown) =>
+        fetch(`${served.url}/v1/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ model: "pair", prompt: "The dog ran to the park and", max_tokens: 12, ensemble: ensembleField }),
+        });
+      const plain = (await (await ask({})).json()) as { choices: { text: string }[] };
+      const speculative = await ask({ speculate: { k: 3 } });
+      assert.equal(speculative.status, 200);
+      assert.equal(((await speculative.json()) as { choices: { text: string }[] }).choices[0]!.text, plain.choices[0]!.text);
+      const bad = await ask({ speculate: { k: 3, draft: "nope" } });
+      assert.equal(bad.status, 400);
+      assert.match(((await bad.json()) as { error: { message: string } }).error.message, /ensemble\.speculate\.draft: no member is named 'nope'; members: s260k, ts656k/);
+      const badK = await ask({ speculate: { k: 99 } });
+      assert.equal(badK.status, 400);
+    } finally {
+      await served.close();
+      await ensemble.dispose();
+    }
   });
 });

@@ -221,6 +221,10 @@ export function createServer(options: ServerOptions): ChorusServer {
     if (only !== undefined && !names.includes(only)) {
       throw invalid("ensemble.only", `ensemble.only: no member is named '${only}'; members: ${names.join(", ")}`);
     }
+    const draft = generation.options.speculate?.draft;
+    if (draft !== undefined && !names.includes(draft)) {
+      throw invalid("ensemble.speculate.draft", `ensemble.speculate.draft: no member is named '${draft}'; members: ${names.join(", ")}`);
+    }
     if (only !== undefined && weights) throw invalid("ensemble.only", "ensemble.only: send either `only` (one member alone) or `weights`, not both");
     if (weights && weights.length !== count) {
       throw invalid("ensemble.weights", `ensemble.weights: expected ${count} numbers (one per member: ${names.join(", ")}), got ${weights.length}`);

@@ -20,6 +20,8 @@ const ensembleOverrides = z.strictObject({
   topK: z.never({ error: "ensemble.topK is now ensemble.unite.k (UniTE's k); for sampling's top-k send top_k" }).optional(),
   heal: z.boolean().optional(),
   bytes: bytesConfigSchema.optional(),
+  /** Speculative ensembling for this request (`null`: off); `draft` names a member. */
+  speculate: z.union([z.strictObject({ k: z.number().int().min(1).max(32), draft: z.string().min(1).optional() }), z.null()]).optional(),
   trace: z.boolean().optional(),
   /** With `logprobs`: each voting member's log-probability of every chosen piece, in the answer's `ensemble.member_logprobs`. */
   member_logprobs: z.boolean().optional(),
@@ -257,6 +259,7 @@ function build(
       unite: e?.unite,
       heal: e?.heal,
       bytes: e?.bytes,
+      speculate: e?.speculate,
       trace: e?.trace,
       constraint,
       logprobs,
