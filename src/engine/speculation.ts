@@ -1,4 +1,4 @@
-import type { DistributionReader } from "../members/member.js";
+import type { DistributionReader, PositionRequest } from "../members/member.js";
 import { END_TEXT } from "../methods/candidates.js";
 import type { FetchPlan, MemberTrack } from "./member-track.js";
 import { drawIndex, pickIndex, samplingDistribution, type SamplingOptions } from "./sampling.js";
@@ -55,22 +55,34 @@ export class Speculator {
     this.pending = drafted;
     this.stats.rounds++;
     this.stats.drafted += drafted.length;
-    const text = context.text + drafted.map((d) => d.text).join("");
-    await Promise.all(
-      context.voters.filter((i) => i !== this.drafter).map((i) => {
-        const reader = context.readers[i]!;
-        if (!reader.prefetch) return undefined;
-        const track = context.tracks[i]!;
-        track.catchUp(context.text);
-        const now = track.tokens();
-        const guess = track.clone();
-        guess.catchUp(text);
-        const tokens = guess.tokens();
-        let common = 0;
-        while (common < now.length && now[common] === tokens[common]) common++;
-        return reader.prefetch(tokens, Math.max(0, common - READ_BEHIND), { topK: context.fetch.topK });
-      }),
-    );
+    const texts: string[] = [];
+    for (const piece of drafted) texts.push((texts[texts.length - 1] ?? context.text) + piece.text);
+    await Promise.all(context.voters.filter((i) => i !== this.drafter).map((i) => this.prefetch(context, i, texts)));
+  }
+
+  /**
+   * One verifier: its tokenization of the whole draft, every position from just before its current
+   * end read with the first fetch, plus what its step at each drafted boundary will ask for (the
+   * healed tail's ids) wherever that step's tokens are a prefix of the batch.
+   */
+  private prefetch(context: SpeculationContext, member: number, texts: readonly string[]): Promise<void> | undefined {
+    const reader = context.readers[member]!;
+    if (!reader.prefetch) return undefined;
+    const track = context.tracks[member]!;
+    track.catchUp(context.text);
+    const now = track.tokens();
+    const guess = track.clone();
+    guess.catchUp(texts[texts.length - 1]!);
+    const tokens = guess.tokens();
+    let common = 0;
+    while (common < now.length && now[common] === tokens[common]) common++;
+    const requests: PositionRequest[] = [];
+    for (let position = Math.max(0, common - READ_BEHIND); position < tokens.length; position++) requests.push({ position, topK: context.fetch.topK });
+    for (const text of [context.text, ...texts.slice(0, -1)]) {
+      const plan = track.clone().planFetch(text, { topK: context.fetch.topK });
+      if (plan.tokens.length <= tokens.length && plan.tokens.every((id, k) => tokens[k] === id)) requests.push(...plan.requests.filter((r) => !r.full));
+    }
+    return reader.prefetch(tokens, requests);
   }
 
   /** The drafter alone, on a copy of its track: up to `k` pieces, greedy or drawn from its own distribution. */

@@ -1,6 +1,6 @@
 import type { LlamaContextSequence, Token } from "node-llama-cpp";
 import type { Vocabulary } from "../tokens/vocabulary.js";
-import { extendWithLogits, fromFullProbabilities, isExtensible, type DistributionRequest, type SparseDistribution } from "./distribution.js";
+import { extendWithLogits, fromFullProbabilities, isExtensible, type SparseDistribution } from "./distribution.js";
 import { MemberError, type PositionRequest } from "./member.js";
 import { answer, covers, PositionReadCache, rowRead, topRead } from "./position-reads.js";
 
@@ -55,11 +55,9 @@ export class LlamaSequenceReader {
     return this.read(tokens, requests);
   }
 
-  /** Evaluates `tokens` and reads every position from `from` on with `request`, for later `distributions` calls. */
-  async prefetch(tokens: readonly number[], from: number, request: DistributionRequest): Promise<void> {
+  /** Evaluates `tokens` and reads `requests` into the kept reads, for later `distributions` calls. */
+  async prefetch(tokens: readonly number[], requests: readonly PositionRequest[]): Promise<void> {
     this.checkLength(tokens);
-    const requests: PositionRequest[] = [];
-    for (let position = Math.max(0, from); position < tokens.length; position++) requests.push({ ...request, position });
     if (requests.length > 0) await this.read(tokens, requests);
   }
 

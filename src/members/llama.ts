@@ -5,7 +5,7 @@ import {
   type LlamaModel,
 } from "node-llama-cpp";
 import type { Vocabulary } from "../tokens/vocabulary.js";
-import type { DistributionRequest, SparseDistribution } from "./distribution.js";
+import type { SparseDistribution } from "./distribution.js";
 import { LlamaSequenceReader } from "./llama-sequence.js";
 import { ggufModelProblem, readGgufHeader, type GgufHeader } from "./gguf-header.js";
 import { MemberTokenizer, ggufTokenizerSource } from "./member-tokenizer.js";
@@ -108,8 +108,8 @@ export class LlamaMember implements Member {
     return { ...this.reader.counts };
   }
 
-  prefetch(tokens: readonly number[], from: number, request: DistributionRequest): Promise<void> {
-    return this.reader.prefetch(tokens, from, request);
+  prefetch(tokens: readonly number[], requests: readonly PositionRequest[]): Promise<void> {
+    return this.reader.prefetch(tokens, requests);
   }
 
   async dispose(): Promise<void> {

@@ -32,11 +32,12 @@ export interface DistributionReader {
    */
   distributions(tokens: readonly number[], requests: readonly PositionRequest[]): Promise<SparseDistribution[]>;
   /**
-   * Optional: evaluates `tokens` in one batch now and keeps every position from `from` on
-   * readable, so later `distributions` calls on these tokens (or a prefix of them) are answered
-   * without decoding again, exactly as if evaluated then. Speculative ensembling's verification.
+   * Optional: evaluates `tokens` in one batch now and reads `requests` (positions in `tokens`),
+   * keeping them, so later `distributions` calls on these tokens (or a prefix of them) are
+   * answered without decoding again, exactly as if evaluated then. Speculative ensembling's
+   * verification.
    */
-  prefetch?(tokens: readonly number[], from: number, request: DistributionRequest): Promise<void>;
+  prefetch?(tokens: readonly number[], requests: readonly PositionRequest[]): Promise<void>;
 }
 
 /** One model. Members know nothing about ensembles: they tokenize and return distributions. */
