@@ -67,9 +67,14 @@ export class RemoteMember implements Member {
 
   /** Which server this is, which model it serves, its context size; then a check that it tokenizes as the local tokenizer does. */
   static async connect(options: RemoteMemberOptions): Promise<RemoteMember> {
-    const { tokenizer, release } = await loadTokenizer(options);
+    const loaded = await loadTokenizer(options);
+    const tokenizer = loaded.tokenizer;
+    const http = new RemoteHttp(options.name, baseUrl(options.url), { timeoutMs: options.timeoutMs, retries: options.retries, apiKey: options.apiKey });
+    const release = async () => {
+      http.close();
+      await loaded.release();
+    };
     try {
-      const http = new RemoteHttp(options.name, baseUrl(options.url), { timeoutMs: options.timeoutMs, retries: options.retries, apiKey: options.apiKey });
       const { dialect, contextSize } = await identifyServer(http, options, tokenizer.vocabulary.size);
       const member = new RemoteMember(options.name, contextSize, options, dialect, tokenizer, release);
       await member.checkTokenizer();
