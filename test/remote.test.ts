@@ -254,7 +254,7 @@ describe("failure policy: drop only what cannot be reached or keeps failing, and
       try {
         await assert.rejects(served.client().completions.create({ model: "m", prompt: PROMPTS[0]! }), (e: unknown) => {
           assert.ok(e instanceof OpenAI.APIError && e.status === 502, String(e));
-          assert.match(e.message, /member 'ts656k'.*HTTP 400: Requested sample logprobs of 128, which is greater than max allowed: 20/);
+          assert.match(e.message, /member 'ts656k'.*HTTP 400: Requested sample logprobs of 32, which is greater than max allowed: 20/);
           return true;
         });
       } finally {

@@ -39,6 +39,13 @@ export interface RemoteMemberOptions {
 /** Most tokens extending a healed text looked up at one position when the server's list is capped. */
 const HEALED_LOOKUPS = 512;
 
+/**
+ * A step's first list, where the engine's bound proves the choice (see `Member.firstFetch`): the
+ * server writes each entry as JSON (llama-server ~10 µs each on loopback, bench/remote-profile.ts)
+ * and 32 seldom leaves the bound short (on the shared pair, GaC with healing: 20 of 353 steps ask again, vs 4 at 128).
+ */
+const FIRST_FETCH = 32;
+
 /** Answers kept for repeated requests (GaC asks again at the same place when a capped list cannot grow). */
 const RECENT_ANSWERS = 16;
 
@@ -52,6 +59,7 @@ const RECENT_ANSWERS = 16;
  */
 export class RemoteMember implements Member {
   readonly vocabulary: Vocabulary;
+  readonly firstFetch = FIRST_FETCH;
   private readonly recent = new Map<string, Promise<unknown>>();
 
   private constructor(
