@@ -430,9 +430,10 @@ export class Generation {
   }
 
   /**
-   * Asks the voters for more candidates (each member's first fetch ×8 per round up to 8192, then
-   * the full vocabulary) until `proven` holds for the re-computed result (a method's bound holds
-   * only under greedy decoding; see the callers).
+   * Asks the voters for more candidates (×8 up to 8192, then the full vocabulary) until `proven`
+   * holds for the re-computed result (a method's bound holds only under greedy decoding; see the
+   * callers). The rounds grow from `firstFetch` whatever a member's own first fetch was, so a
+   * shorter first list never adds a round.
    */
   private async escalate<T>(
     voters: readonly number[],
@@ -443,18 +444,18 @@ export class Generation {
   ): Promise<{ result: T; escalations: number }> {
     let result = await compute();
     let escalations = 0;
-    for (let round = 1; !this.settings.fullDistributions; round++) {
+    for (let fetchK = this.firstFetch; !this.settings.fullDistributions; ) {
       if (proven(result)) break;
       escalations++;
-      const asked = (i: number) => this.firstFetches[i]! * FETCH_GROWTH ** (round - 1);
+      const full = fetchK >= MAX_GROWN_FETCH;
+      fetchK *= FETCH_GROWTH;
       // The texts still in the running are asked for by name too: a member whose list cannot grow (a capped server) can still look them up.
       const texts = contenders(result);
-      const fetch = (i: number): FetchPlan =>
-        asked(i) >= MAX_GROWN_FETCH ? { topK: this.firstFetches[i]!, full: true, texts } : { topK: Math.min(asked(i) * FETCH_GROWTH, MAX_GROWN_FETCH), texts };
-      const more = await this.evaluate(voters, fetch);
+      const fetch: FetchPlan = full ? { topK: this.firstFetch, full: true, texts } : { topK: Math.min(fetchK, MAX_GROWN_FETCH), texts };
+      const more = await this.evaluate(voters, () => fetch);
       for (const [i, c] of more) candidates.set(i, c);
       result = await compute();
-      if (voters.every((i) => asked(i) >= MAX_GROWN_FETCH)) break;
+      if (full) break;
     }
     return { result, escalations };
   }
