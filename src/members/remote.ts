@@ -41,8 +41,9 @@ const HEALED_LOOKUPS = 512;
 
 /**
  * A step's first list, where the engine's bound proves the choice (see `Member.firstFetch`): the
- * server writes each entry as JSON (llama-server ~10 µs each on loopback, bench/remote-profile.ts)
- * and 32 seldom leaves the bound short (on the shared pair, GaC with healing: 20 of 353 steps ask again, vs 4 at 128).
+ * server writes each entry as JSON (llama-server ~10 µs each on loopback, bench/remote-profile.ts),
+ * and 32 seldom leaves the bound short: ts656k next to s260k, GaC with healing, asks again on 39
+ * of 234 steps (15 at 128), and one member alone never does.
  */
 const FIRST_FETCH = 32;
 
