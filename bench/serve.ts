@@ -4,8 +4,9 @@
  *    queue — how many complete, how many get 429, latency, aggregate tokens/s;
  * 2. remote members: the same greedy generation with ts656k in-process vs on a real llama.cpp
  *    server (`npm run build:llama-server`; HTTP + JSON per step) — the cost of the wire on loopback,
- *    for the pair and for ts656k alone.
- * Run: node --import tsx bench/serve.ts [--clients 20] [--queue 8] [--tokens 32]
+ *    for the pair and for ts656k alone, `--rounds` times alternating which goes first (median and
+ *    range: the figures move with the machine's load). bench/remote-profile.ts breaks a step down.
+ * Run: node --import tsx bench/serve.ts [--clients 20] [--queue 8] [--tokens 32] [--rounds 3]
  */
 import OpenAI from "openai";
 import { parseArgs } from "node:util";
@@ -14,10 +15,11 @@ import { PAIR, TS656K } from "../test/helpers/models.js";
 import { startServer } from "../test/helpers/server.js";
 import { LlamaServer, llamaServerSkip } from "../test/helpers/llama-server.js";
 
-const { values } = parseArgs({ options: { clients: { type: "string", default: "20" }, queue: { type: "string", default: "8" }, tokens: { type: "string", default: "32" } } });
+const { values } = parseArgs({ options: { clients: { type: "string", default: "20" }, queue: { type: "string", default: "8" }, tokens: { type: "string", default: "32" }, rounds: { type: "string", default: "3" } } });
 const clients = Number(values.clients);
 const queue = Number(values.queue);
 const tokens = Number(values.tokens);
+const rounds = Number(values.rounds);
 const PROMPT = "Once upon a time, there was a little";
 const percentile = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))] ?? NaN;
 
@@ -64,17 +66,26 @@ if (llamaServerSkip()) {
     ["pair, GaC", await Ensemble.create({ members: PAIR, threads: 1 }), await Ensemble.create({ threads: 1, members: [PAIR[0], remote] })],
     ["ts656k alone", await Ensemble.create({ members: [PAIR[1]], threads: 1 }), await Ensemble.create({ threads: 1, members: [remote] })],
   ];
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const range = (xs: number[]) => `${median(xs).toFixed(2)} (${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)})`;
   for (const [name, local, mixed] of rows) {
     const perStep = async (e: Ensemble) => {
       await e.generate({ text: PROMPT }, { maxTokens: 4 });
       const r = await e.generate({ text: PROMPT }, { maxTokens: 64 });
       const ts656k = r.members.findIndex((m) => m.name === "ts656k");
-      return { ms: r.timings.totalMs / r.steps, steps: r.steps, evaluationMs: r.timings.memberMs.ts656k! / r.members[ts656k]!.evaluations };
+      return { ms: r.timings.totalMs / r.steps, evaluationMs: r.timings.memberMs.ts656k! / r.members[ts656k]!.evaluations };
     };
-    const a = await perStep(local);
-    const b = await perStep(mixed);
+    const a: { ms: number; evaluationMs: number }[] = [];
+    const b: typeof a = [];
+    for (let round = 0; round < rounds; round++) {
+      if (round % 2) b.push(await perStep(mixed));
+      a.push(await perStep(local));
+      if (!(round % 2)) b.push(await perStep(mixed));
+    }
+    const ms = (xs: typeof a) => range(xs.map((x) => x.ms));
+    const evaluation = (xs: typeof a) => range(xs.map((x) => x.evaluationMs));
     console.log(
-      `${name}: in-process ${a.ms.toFixed(2)} ms/step (ts656k ${a.evaluationMs.toFixed(2)} ms per evaluation), ts656k on llama-server ${b.ms.toFixed(2)} ms/step (${b.evaluationMs.toFixed(2)} ms per evaluation): ${(b.ms / a.ms).toFixed(2)}× the in-process time per step`,
+      `${name}: in-process ${ms(a)} ms/step (ts656k ${evaluation(a)} ms per evaluation), ts656k on llama-server ${ms(b)} ms/step (${evaluation(b)} ms per evaluation): ${range(b.map((x, i) => x.ms / a[i]!.ms))}× the in-process time per step (median and range of ${rounds} rounds)`,
     );
     await Promise.all([local.dispose(), mixed.dispose()]);
   }

@@ -19,7 +19,8 @@ export interface SpeculationContext {
   readonly tracks: readonly MemberTrack[];
   readonly readers: readonly DistributionReader[];
   readonly voters: readonly number[];
-  readonly fetch: FetchPlan;
+  /** Each member's first fetch (what its steps ask for). */
+  readonly fetch: (member: number) => FetchPlan;
 }
 
 /**
@@ -77,9 +78,10 @@ export class Speculator {
     let common = 0;
     while (common < now.length && now[common] === tokens[common]) common++;
     const requests: PositionRequest[] = [];
-    for (let position = Math.max(0, common - READ_BEHIND); position < tokens.length; position++) requests.push({ position, topK: context.fetch.topK });
+    const topK = context.fetch(member).topK;
+    for (let position = Math.max(0, common - READ_BEHIND); position < tokens.length; position++) requests.push({ position, topK });
     for (const text of [context.text, ...texts.slice(0, -1)]) {
-      const plan = track.clone().planFetch(text, { topK: context.fetch.topK });
+      const plan = track.clone().planFetch(text, { topK });
       if (plan.tokens.length <= tokens.length && plan.tokens.every((id, k) => tokens[k] === id)) requests.push(...plan.requests.filter((r) => !r.full));
     }
     return reader.prefetch(tokens, requests);
@@ -92,7 +94,7 @@ export class Speculator {
     const pieces: DraftPiece[] = [];
     let text = context.text;
     while (pieces.length < this.k) {
-      const plan = track.planFetch(text, { topK: context.fetch.topK });
+      const plan = track.planFetch(text, { topK: context.fetch(this.drafter).topK });
       const candidates = track.build(plan, await reader.distributions(plan.tokens, plan.requests));
       if (candidates.texts.length === 0) break;
       const q = samplingDistribution(candidates.probs, this.sampling);

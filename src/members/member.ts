@@ -53,6 +53,12 @@ export interface Member extends DistributionReader {
   dispose(): Promise<void>;
   /** Where the model runs (absent: somewhere else, e.g. on a server). */
   readonly placement?: MemberPlacement;
+  /**
+   * Top tokens to ask of this member first at a step whose choice a bound proves anyway (greedy
+   * GaC or byte voting), where each listed token costs it something (a server writes each as JSON):
+   * the bound asks for more when it needs them. Absent: the engine's default (128).
+   */
+  readonly firstFetch?: number;
 }
 
 /** A model in this process: the device its GPU layers run on ("cpu" when none do), and its CPU threads. */
