@@ -5,7 +5,7 @@
  * --json. The measuring itself is `src/bench/measure.ts`, shared with `chorus bench`.
  */
 import os from "node:os";
-import { benchEnsemble, benchTable, peakRssMiB, type BenchRow } from "../src/bench/measure.js";
+import { benchEnsemble, benchRatios, benchTable, peakRssMiB, type BenchRow } from "../src/bench/measure.js";
 import { formatBackend, type BackendReport } from "../src/members/backend.js";
 import { makePresetModel } from "./make-model.js";
 import { S260K, TS656K } from "../test/helpers/models.js";
@@ -50,4 +50,4 @@ rows.push(
   )),
 );
 if (json) process.stdout.write(JSON.stringify({ steps: STEPS, peakRssMiB: peakRssMiB(), backends, rows }, null, 2) + "\n");
-else process.stdout.write(`${backends.map((b) => `${b.setup}: ${formatBackend(b.backend)}`).join("\n")}\n\n${benchTable(rows)}\n\npeak RSS ${peakRssMiB().toFixed(0)} MiB\n`);
+else process.stdout.write(`${backends.map((b) => `${b.setup}: ${formatBackend(b.backend)}`).join("\n")}\n\n${benchTable(rows)}\n\n${benchRatios(rows)}\n\npeak RSS ${peakRssMiB().toFixed(0)} MiB\n`);

@@ -8,10 +8,11 @@
  *    queue — how many complete, how many get 429, latency, aggregate tokens/s;
  * 2. remote members: the same greedy generation with ts656k in-process vs on a real llama.cpp
  *    server (`npm run build:llama-server`; HTTP + JSON per step) — the cost of the wire on loopback,
- *    for the pair and for ts656k alone.
- * Run: node --import tsx bench/serve.ts [--clients 20] [--queue 8] [--tokens 32] [--requests 4] [--levels 1,2,4,8] [--parallel 1,4] [--rounds 2]
- * ("cores": this process's CPU time over the wall time, all its threads; "CPU ms/token": its CPU
- * time per generated token, which other processes' load changes far less than tokens/s)
+ *    for the pair and for ts656k alone, `--rounds` times alternating which goes first (median and
+ *    range: the figures move with the machine's load). bench/remote-profile.ts breaks a step down.
+ * Run: node --import tsx bench/serve.ts [--clients 20] [--queue 8] [--tokens 32] [--rounds 3] [--requests 4] [--levels 1,2,4,8] [--parallel 1,4]
+ * (concurrency: "cores" is this process's CPU time over the wall time, all its threads; "CPU
+ * ms/token" its CPU time per generated token; each cell keeps the best of `--rounds`)
  */
 import OpenAI from "openai";
 import { parseArgs } from "node:util";
@@ -27,10 +28,10 @@ const { values } = parseArgs({
     clients: { type: "string", default: "20" },
     queue: { type: "string", default: "8" },
     tokens: { type: "string", default: "32" },
+    rounds: { type: "string", default: "3" },
     requests: { type: "string", default: "4" },
     levels: { type: "string", default: "1,2,4,8" },
     parallel: { type: "string", default: `1,${DEFAULT_PARALLEL}` },
-    rounds: { type: "string", default: "2" },
   },
 });
 const clients = Number(values.clients);
@@ -163,17 +164,26 @@ if (llamaServerSkip()) {
     ["pair, GaC", await Ensemble.create({ members: PAIR, threads: 1 }), await Ensemble.create({ threads: 1, members: [PAIR[0], remote] })],
     ["ts656k alone", await Ensemble.create({ members: [PAIR[1]], threads: 1 }), await Ensemble.create({ threads: 1, members: [remote] })],
   ];
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const range = (xs: number[]) => `${median(xs).toFixed(2)} (${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)})`;
   for (const [name, local, mixed] of rows) {
     const perStep = async (e: Ensemble) => {
       await e.generate({ text: PROMPT }, { maxTokens: 4 });
       const r = await e.generate({ text: PROMPT }, { maxTokens: 64 });
       const ts656k = r.members.findIndex((m) => m.name === "ts656k");
-      return { ms: r.timings.totalMs / r.steps, steps: r.steps, evaluationMs: r.timings.memberMs.ts656k! / r.members[ts656k]!.evaluations };
+      return { ms: r.timings.totalMs / r.steps, evaluationMs: r.timings.memberMs.ts656k! / r.members[ts656k]!.evaluations };
     };
-    const a = await perStep(local);
-    const b = await perStep(mixed);
+    const a: { ms: number; evaluationMs: number }[] = [];
+    const b: typeof a = [];
+    for (let round = 0; round < rounds; round++) {
+      if (round % 2) b.push(await perStep(mixed));
+      a.push(await perStep(local));
+      if (!(round % 2)) b.push(await perStep(mixed));
+    }
+    const ms = (xs: typeof a) => range(xs.map((x) => x.ms));
+    const evaluation = (xs: typeof a) => range(xs.map((x) => x.evaluationMs));
     console.log(
-      `${name}: in-process ${a.ms.toFixed(2)} ms/step (ts656k ${a.evaluationMs.toFixed(2)} ms per evaluation), ts656k on llama-server ${b.ms.toFixed(2)} ms/step (${b.evaluationMs.toFixed(2)} ms per evaluation): ${(b.ms / a.ms).toFixed(2)}× the in-process time per step`,
+      `${name}: in-process ${ms(a)} ms/step (ts656k ${evaluation(a)} ms per evaluation), ts656k on llama-server ${ms(b)} ms/step (${evaluation(b)} ms per evaluation): ${range(b.map((x, i) => x.ms / a[i]!.ms))}× the in-process time per step (median and range of ${rounds} rounds)`,
     );
     await Promise.all([local.dispose(), mixed.dispose()]);
   }

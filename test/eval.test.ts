@@ -299,8 +299,12 @@ describe("chorus eval on the shared pair", () => {
     const report = JSON.parse(stdout);
     assert.deepEqual(
       report.rows.map((r: { system: string }) => r.system),
-      ["s260k alone", "ts656k alone", "GaC", "GaC gated 0.9", "UniTE", "UniTE gated 0.9", "bytes/mix", "bytes/mix gated 0.9", "bytes/product", "bytes/product gated 0.9"],
+      ["s260k alone", "ts656k alone", "GaC", "GaC gated 0.9", "UniTE", "UniTE gated 0.9", "bytes/mix", "bytes/mix gated 0.9", "bytes/product", "bytes/product gated 0.9",
+        "GaC speculate k=2 (s260k drafts)", "GaC speculate k=4 (s260k drafts)", "GaC speculate k=8 (s260k drafts)"],
     );
+    for (const r of report.rows.filter((x: { speculation?: unknown }) => x.speculation)) {
+      assert.ok(r.speculation.k > 0 && r.speculation.acceptedShare >= 0 && r.speculation.acceptedShare <= 1, JSON.stringify(r));
+    }
     for (const r of report.rows) {
       assert.equal(r.steps, 4);
       assert.ok(r.tokensPerSecond > 0 && r.memberWallMsPerStep > 0 && r.engineMsPerStep >= 0);

@@ -29,6 +29,8 @@ describe("OpenAI-compatible server, driven by the openai client", () => {
     const models = await client.models.list();
     assert.deepEqual(models.data.map((m) => m.id), ["pair"]);
     assert.deepEqual((models.data[0] as unknown as { members: string[] }).members, ["s260k", "ts656k"]);
+    // The defaults a request's `ensemble` fields start from: the config's (PAIR's s260k is primary; no gate configured).
+    assert.deepEqual((models.data[0] as unknown as { ensemble: unknown }).ensemble, { method: "gac", weights: [1, 1], gate: null, primary: "s260k" });
   });
 
   test("completions: the text the engine generates, with usage; streaming gives the same text and ends in [DONE]", async () => {
@@ -114,6 +116,28 @@ describe("OpenAI-compatible server, driven by the openai client", () => {
     assert.deepEqual(step.trace.members.map((m) => m.name), ["s260k"]);
     assert.ok(step.trace.members[0]!.top.length > 0);
     assert.equal(step.trace.winner.text, step.text);
+  });
+
+  test("ensemble.only runs one member alone; an unknown name, or only with weights, is a 400 naming ensemble.only", async () => {
+    const alone = await ensemble.generate({ text: PROMPT }, { maxTokens: 10, only: "ts656k" });
+    const body = { model: "pair", prompt: PROMPT, max_tokens: 10, ensemble: { only: "ts656k", trace: true } };
+    const response = (await client.completions.create(body as OpenAI.CompletionCreateParamsNonStreaming)) as OpenAI.Completion & {
+      ensemble: { members: { name: string; weight: number }[]; trace: { trace: { members: { name: string }[] } }[] };
+    };
+    assert.equal(response.choices[0]!.text, alone.text);
+    assert.deepEqual(response.ensemble.members.map((m) => m.weight), [0, 1]);
+    assert.ok(response.ensemble.trace.every((s) => s.trace.members.map((m) => m.name).join() === "ts656k"));
+    for (const [ensembleField, message] of [
+      [{ only: "nope" }, "ensemble.only: no member is named 'nope'; members: s260k, ts656k"],
+      [{ only: "s260k", weights: [1, 0] }, "ensemble.only: send either `only` (one member alone) or `weights`, not both"],
+    ] as const) {
+      await assert.rejects(client.completions.create({ model: "pair", prompt: PROMPT, max_tokens: 4, ensemble: ensembleField } as OpenAI.CompletionCreateParamsNonStreaming), (e: unknown) => {
+        assert.ok(e instanceof OpenAI.BadRequestError);
+        assert.equal(e.param, "ensemble.only");
+        assert.equal(e.message, `400 ${message}`);
+        return true;
+      });
+    }
   });
 
   test("errors come in OpenAI's shape with the right status", async () => {

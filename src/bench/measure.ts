@@ -32,6 +32,8 @@ export interface BenchRow {
   readonly msPerWord: number;
   /** The process's peak resident memory so far (it only grows), after this row. */
   readonly peakRssMiB: number;
+  /** Speculative rows: pieces drafted per round, and the share of drafted pieces the ensemble chose. */
+  readonly speculation?: { readonly k: number; readonly acceptedShare: number };
 }
 
 export interface BenchOptions {
@@ -41,6 +43,8 @@ export interface BenchOptions {
   /** Gating threshold for the gated rows; gated rows need a primary member. */
   readonly threshold?: number;
   readonly methods?: readonly MethodName[];
+  /** Speculative GaC rows, one per k (default 2, 4, 8; empty: none); the primary drafts, else the first member. */
+  readonly speculateK?: readonly number[];
   readonly log?: (message: string) => void;
   /** Told where the members run (device, layers on the GPU, threads) once they are loaded. */
   readonly onBackend?: (backend: BackendReport) => void;
@@ -67,6 +71,7 @@ function row(setup: string, system: string, r: GenerationResult): BenchRow {
     words: wordCount(r.text),
     msPerWord: r.timings.totalMs / Math.max(1, wordCount(r.text)),
     peakRssMiB: peakRssMiB(),
+    ...(r.speculation ? { speculation: { k: 0, acceptedShare: r.speculation.drafted ? r.speculation.accepted / r.speculation.drafted : 0 } } : {}),
   };
 }
 
@@ -99,6 +104,8 @@ export async function benchEnsemble(spec: EnsembleSpec, options: BenchOptions): 
       runs.push([label, { ...methodOptions, gate: null }]);
       if (hasPrimary) runs.push([`${label} gated ${threshold}`, { ...methodOptions, gate: { threshold } }]);
     }
+    const drafter = spec.members.find((m) => m.primary)?.name ?? spec.members[0]!.name;
+    for (const k of options.speculateK ?? [2, 4, 8]) runs.push([`GaC speculate k=${k} (${drafter} drafts)`, { method: "gac", gate: null, speculate: { k, draft: drafter } }]);
   }
   if (!hasPrimary && spec.members.length > 1) options.log?.("  no member has primary: true, so the gated rows are left out");
   const ensemble = await Ensemble.create({ ...spec, gate: undefined, stop: [] });
@@ -112,10 +119,13 @@ export async function benchEnsemble(spec: EnsembleSpec, options: BenchOptions): 
         { text: options.prompt },
         { ...generateOptions, maxSteps: options.steps, maxTokens: Infinity, stop: [], sampling: { temperature: 0 } },
       );
-      const r = row(options.setup, system, result);
+      const measured = row(options.setup, system, result);
+      const k = generateOptions.speculate?.k;
+      const r = k !== undefined && measured.speculation ? { ...measured, speculation: { ...measured.speculation, k } } : measured;
       rows.push(r);
       options.log?.(
-        `  ${options.setup} · ${system}: ${r.tokensPerSecond.toFixed(1)} tok/s, engine ${r.engineMsPerStep.toFixed(2)} ms/step (${(100 * r.engineShare).toFixed(1)} %)`,
+        `  ${options.setup} · ${system}: ${r.tokensPerSecond.toFixed(1)} tok/s, engine ${r.engineMsPerStep.toFixed(2)} ms/step (${(100 * r.engineShare).toFixed(1)} %)` +
+          (r.speculation ? `, ${(100 * r.speculation.acceptedShare).toFixed(0)} % of drafted pieces kept` : ""),
       );
     }
   } finally {
@@ -126,13 +136,36 @@ export async function benchEnsemble(spec: EnsembleSpec, options: BenchOptions): 
 
 export function benchTable(rows: readonly BenchRow[]): string {
   const header =
-    "| setup | system | steps | tok/s | ms/step | words | ms/word | members ms/step | engine ms/step (extraction · sync · combination) | engine share | ensembled | escalated steps | peak RSS so far |";
-  const line = "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
+    "| setup | system | steps | tok/s | ms/step | words | ms/word | members ms/step | engine ms/step (extraction · sync · combination) | engine share | ensembled | escalated steps | drafts kept | peak RSS so far |";
+  const line = "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
   let previous = "";
   const body = rows.map((r) => {
     const setup = r.setup === previous ? "" : r.setup;
     previous = r.setup;
-    return `| ${setup} | ${r.system} | ${r.steps} | ${r.tokensPerSecond.toFixed(1)} | ${r.msPerStep.toFixed(2)} | ${r.words} | ${r.msPerWord.toFixed(1)} | ${r.memberWallMsPerStep.toFixed(2)} | ${r.engineMsPerStep.toFixed(2)} (${r.extractionMsPerStep.toFixed(2)} · ${r.syncMsPerStep.toFixed(2)} · ${r.combinationMsPerStep.toFixed(2)}) | ${(100 * r.engineShare).toFixed(1)} % | ${(100 * r.ensembledShare).toFixed(0)} % | ${r.escalatedSteps} | ${r.peakRssMiB.toFixed(0)} MiB |`;
+    return `| ${setup} | ${r.system} | ${r.steps} | ${r.tokensPerSecond.toFixed(1)} | ${r.msPerStep.toFixed(2)} | ${r.words} | ${r.msPerWord.toFixed(1)} | ${r.memberWallMsPerStep.toFixed(2)} | ${r.engineMsPerStep.toFixed(2)} (${r.extractionMsPerStep.toFixed(2)} · ${r.syncMsPerStep.toFixed(2)} · ${r.combinationMsPerStep.toFixed(2)}) | ${(100 * r.engineShare).toFixed(1)} % | ${(100 * r.ensembledShare).toFixed(0)} % | ${r.escalatedSteps} | ${r.speculation ? `${(100 * r.speculation.acceptedShare).toFixed(0)} %` : ""} | ${r.peakRssMiB.toFixed(0)} MiB |`;
   });
   return [header, line, ...body].join("\n");
+}
+
+/**
+ * The ratios the speed goals are stated in, per setup, from one run: ensemble GaC step over the
+ * slowest member alone, and each speculative row's speed-up over plain GaC and its step over the
+ * slowest member alone.
+ */
+export function benchRatios(rows: readonly BenchRow[]): string {
+  const lines: string[] = [];
+  for (const setup of new Set(rows.map((r) => r.setup))) {
+    const of = rows.filter((r) => r.setup === setup);
+    const alone = of.filter((r) => r.system.endsWith(" alone"));
+    const gac = of.find((r) => r.system === "GaC");
+    if (alone.length === 0 || !gac) continue;
+    const slowest = alone.reduce((a, b) => (b.msPerStep > a.msPerStep ? b : a));
+    lines.push(`${setup}: GaC step / slowest member alone (${slowest.system}) = ${(gac.msPerStep / slowest.msPerStep).toFixed(2)}`);
+    for (const r of of.filter((x) => x.speculation)) {
+      lines.push(
+        `  ${r.system}: ${(gac.msPerStep / r.msPerStep).toFixed(2)}× plain GaC, step ${(r.msPerStep / slowest.msPerStep).toFixed(2)} × slowest alone, ${(100 * r.speculation!.acceptedShare).toFixed(0)} % of drafts kept`,
+      );
+    }
+  }
+  return lines.join("\n");
 }

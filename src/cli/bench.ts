@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { InvalidArgumentError } from "commander";
 import os from "node:os";
-import { benchEnsemble, benchTable, peakRssMiB } from "../bench/measure.js";
+import { benchEnsemble, benchRatios, benchTable, peakRssMiB } from "../bench/measure.js";
 import { formatBackend, type BackendReport } from "../members/backend.js";
 import { prepareBackend } from "./backend.js";
 import { addEnsembleOptions, ensembleFromOptions } from "./ensemble-options.js";
@@ -38,6 +38,6 @@ export function registerBench(program: Command): void {
       let backend: BackendReport | undefined;
       const rows = await benchEnsemble(config, { setup: label, steps: flags.steps, prompt: flags.prompt, threshold: flags.gate, log, onBackend: (b) => (backend = b) });
       if (flags.json) process.stdout.write(JSON.stringify({ steps: flags.steps, peakRssMiB: peakRssMiB(), backend, rows }, null, 2) + "\n");
-      else process.stdout.write(`${backend ? formatBackend(backend) + "\n\n" : ""}${benchTable(rows)}\n\npeak RSS ${peakRssMiB().toFixed(0)} MiB\n`);
+      else process.stdout.write(`${backend ? formatBackend(backend) + "\n\n" : ""}${benchTable(rows)}\n\n${benchRatios(rows)}\n\npeak RSS ${peakRssMiB().toFixed(0)} MiB\n`);
     });
 }

@@ -25,6 +25,9 @@ interface EnsembleFlags {
   main?: string;
   gate?: number | null;
   heal?: boolean;
+  speculate?: number;
+  draft?: string;
+  exactReads?: boolean;
   contextSize?: number;
   threads?: number;
   gpu?: GpuSetting;
@@ -78,6 +81,9 @@ export function addEnsembleOptions(command: Command, set: EnsembleOptionSet = {}
   }
   command
     .option("--no-heal", "turn token healing off (the papers' behaviour)")
+    .option("--speculate <k>", "speculative ensembling: the drafter proposes k pieces (1–32), the others evaluate them in one batch; 0 turns it off", integer("--speculate", 0))
+    .option("--draft <name>", "the drafting member for --speculate (default: the primary)")
+    .option("--exact-reads", "decode one token per llama.cpp call, so reads never depend on batch sizes (slower)")
     .option("--context-size <n>", "context size per member (default: the model's training context, at most 4096)", integer("--context-size", 16))
     .option("--threads <n>", "threads per member (default: the cores less one, shared by the members' sizes)", integer("--threads", 1))
     .option("--cache-dir <dir>", "where EVA/DeePEn alignments are cached (default $CHORUS_CACHE or ~/.cache/chorus/align)");
@@ -188,6 +194,8 @@ function overlay(base: EnsembleConfig, flags: EnsembleFlags, command: Command, f
     ...(flags.method !== undefined ? { method: flags.method as EnsembleMethod } : {}),
     ...(flags.uniteK !== undefined ? { unite: { k: flags.uniteK } } : {}),
     ...(given("heal") ? { heal: flags.heal! } : {}),
+    ...speculation(base.speculate, flags, memberNamed),
+    ...(flags.exactReads ? { exactReads: true } : {}),
     ...(flags.gate !== undefined ? { gate: flags.gate === null ? undefined : { threshold: flags.gate } } : {}),
     ...(flags.main !== undefined ? { main: memberNamed("--main", flags.main) } : {}),
     ...(flags.contextSize !== undefined ? { contextSize: flags.contextSize } : {}),
@@ -201,4 +209,17 @@ function overlay(base: EnsembleConfig, flags: EnsembleFlags, command: Command, f
   const problems = crossFieldIssues(config).map((issue) => issue.message);
   if (problems.length > 0) throw new UsageError(problems.map((p) => `${fromModels ? "" : "with these flags: "}${p}`).join("\n"));
   return config;
+}
+
+/** `--speculate K` (0: off) and `--draft NAME` over the config's `speculate`. */
+function speculation(base: EnsembleConfig["speculate"], flags: EnsembleFlags, memberNamed: (flag: string, name: string) => string): { speculate?: EnsembleConfig["speculate"] } {
+  if (flags.speculate === 0) return { speculate: undefined };
+  const k = flags.speculate ?? base?.k;
+  const draft = flags.draft !== undefined ? memberNamed("--draft", flags.draft) : base?.draft;
+  if (k === undefined) {
+    if (flags.draft !== undefined) throw new UsageError("--draft names the drafting member of speculative ensembling: add --speculate K");
+    return {};
+  }
+  if (k > 32) throw new UsageError(`--speculate ${k}: draft at most 32 pieces per round`);
+  return { speculate: { k, ...(draft !== undefined ? { draft } : {}) } };
 }

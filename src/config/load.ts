@@ -383,6 +383,9 @@ function normalizedPath(segments: readonly PathSegment[]): string {
 const FIXES: Record<string, string> = {
   method: 'use one of: gac, unite, eva, deepen, bytes',
   bytes: 'write e.g. `bytes: { aggregate: mix, rule: settled }`',
+  speculate: 'write e.g. `speculate: { k: 4, draft: small }` (k from 1 to 32)',
+  'speculate.k': 'use a whole number from 1 to 32: pieces the drafter proposes per round',
+  exactReads: 'use true or false',
   'bytes.aggregate': 'use mix or product',
   'bytes.rule': 'use settled or ending',
   'bytes.floor': 'use a number between 0 and 1, e.g. 0.0001',

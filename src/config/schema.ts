@@ -139,6 +139,10 @@ const ensembleObjectSchema = z.strictObject({
     })
     .optional(),
   bytes: bytesConfigSchema.optional(),
+  /** Speculative ensembling: `draft` (default the primary) proposes `k` pieces, the others evaluate them in one batch. */
+  speculate: z.strictObject({ k: z.number().int().min(1).max(32), draft: z.string().regex(MEMBER_NAME_PATTERN).optional() }).optional(),
+  /** Decode one token per llama.cpp call: reads that never depend on batch sizes (speculative = plain, bit for bit); slower. */
+  exactReads: z.boolean().optional(),
   /** Where EVA/DeePEn alignments are cached (default $CHORUS_CACHE or ~/.cache/chorus/align). */
   cacheDir: z.string().min(1).optional(),
   members: z.array(memberConfigSchema).min(1),
@@ -212,6 +216,13 @@ export function crossFieldIssues(value: unknown): CrossFieldIssue[] {
     issues.push({
       path: ['members', primaries[1], 'primary'],
       message: `more than one primary member (${primaries.map((i) => `members[${i}]`).join(', ')}) — keep \`primary: true\` on exactly one member`,
+    });
+  }
+  const draft = asRecord(root.speculate).draft;
+  if (typeof draft === 'string' && members.length > 0 && !members.some((m) => asRecord(m).name === draft)) {
+    issues.push({
+      path: ['speculate', 'draft'],
+      message: `no member is named "${draft}" — use one of: ${members.map((m) => String(asRecord(m).name)).join(', ')}`,
     });
   }
   if (typeof root.main === 'string' && members.length > 0 && !members.some((m) => asRecord(m).name === root.main)) {

@@ -5,7 +5,7 @@ import { SessionPool } from "../members/session-pool.js";
 import { Generation, type GenerationSettings } from "./generation.js";
 import { IdSpaceMethod, isIdSpaceMethod } from "./id-space.js";
 import type { AlignMethod } from "../align/alignment.js";
-import type { EnsembleSpec, GenerateOptions, GenerationResult, Step } from "./types.js";
+import type { EnsembleSpec, GenerateOptions, GenerationResult, SpeculateOptions, Step } from "./types.js";
 
 export type {
   CandidateTrace,
@@ -16,6 +16,7 @@ export type {
   MemberDrop,
   MemberSpec,
   MethodName,
+  SpeculateOptions,
   Step,
   StepTrace,
 } from "./types.js";
@@ -46,7 +47,13 @@ export class Ensemble {
 
   static async create(spec: EnsembleSpec): Promise<Ensemble> {
     validateSpec(spec);
-    const members = await createMembers(spec.members, { threads: spec.threads, contextSize: spec.contextSize, gpu: spec.gpu, parallel: spec.parallel });
+    const members = await createMembers(spec.members, {
+      threads: spec.threads,
+      contextSize: spec.contextSize,
+      gpu: spec.gpu,
+      exactReads: spec.exactReads,
+      parallel: spec.parallel,
+    });
     return new Ensemble(spec, members);
   }
 
@@ -101,7 +108,9 @@ export class Ensemble {
   private settings(options: GenerateOptions): GenerationSettings {
     const spec = this.spec;
     refuseRenamed(options, "options");
+    const weights = this.resolveWeights(options);
     return {
+      speculate: this.resolveSpeculation(options, weights),
       method: options.method ?? spec.method ?? "gac",
       uniteK: options.unite?.k ?? spec.unite?.k ?? 10,
       heal: options.heal ?? spec.heal ?? true,
@@ -115,7 +124,7 @@ export class Ensemble {
         seed: options.sampling?.seed ?? spec.sampling?.seed ?? Math.floor(Math.random() * 2 ** 31),
       },
       stop: options.stop ?? spec.stop ?? [],
-      weights: this.resolveWeights(options),
+      weights,
       bytes: { ...spec.bytes, ...options.bytes },
       only: options.only,
       trace: options.trace ?? false,
@@ -145,6 +154,19 @@ export class Ensemble {
     await Promise.all(this.members.map((m) => m.dispose()));
   }
 
+  /** The drafter (by index) and k, when speculation is on and at least two members vote. */
+  private resolveSpeculation(options: GenerateOptions, weights: readonly number[]): GenerationSettings["speculate"] {
+    const speculate = options.speculate === null ? undefined : (options.speculate ?? this.spec.speculate);
+    if (!speculate || weights.filter((w) => w > 0).length < 2) return undefined;
+    checkSpeculation(speculate);
+    const names = this.members.map((m) => m.name);
+    const named = speculate.draft ?? this.spec.members.find((m) => m.primary)?.name;
+    const drafter = named === undefined ? weights.findIndex((w) => w > 0) : names.indexOf(named);
+    if (drafter < 0) throw new Error(`speculate.draft: no member is named '${named}'; members are ${names.join(", ")}`);
+    if (!(weights[drafter]! > 0)) throw new Error(`speculate.draft: '${names[drafter]}' has weight 0 here; draft with a voting member`);
+    return { drafter, k: speculate.k };
+  }
+
   private resolveWeights(options: GenerateOptions): number[] {
     const names = this.members.map((m) => m.name);
     if (options.only !== undefined) {
@@ -157,6 +179,12 @@ export class Ensemble {
     return [...weights];
   }
 
+}
+
+function checkSpeculation(speculate: SpeculateOptions): void {
+  if (!Number.isInteger(speculate.k) || speculate.k < 1 || speculate.k > 32) {
+    throw new Error(`speculate.k must be a whole number from 1 to 32 (pieces drafted per round), got ${String(speculate.k)}`);
+  }
 }
 
 function checkWeights(weights: readonly number[], count: number): void {
@@ -182,6 +210,7 @@ function validateSpec(spec: EnsembleSpec): void {
     names.add(m.name);
   }
   checkWeights(spec.members.map((m) => m.weight ?? 1), spec.members.length);
+  if (spec.speculate) checkSpeculation(spec.speculate);
   if (spec.gate && !spec.members.some((m) => m.primary)) {
     throw new Error("gating needs a primary member: add `primary: true` to one member");
   }

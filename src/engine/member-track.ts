@@ -96,6 +96,17 @@ export class MemberTrack {
     for (const n of text.byteLengths) this.ends.push((offset += n));
   }
 
+  /** An independent copy (speculation drafts and guesses on copies, the generation keeps the original). */
+  clone(): MemberTrack {
+    const copy = Object.create(MemberTrack.prototype) as MemberTrack;
+    Object.assign(copy, this);
+    const fields = copy as unknown as { prefix: number[]; ids: number[]; ends: number[] };
+    fields.prefix = [...this.prefix];
+    fields.ids = [...this.ids];
+    fields.ends = [...this.ends];
+    return copy;
+  }
+
   /** Bytes of generated text this track's tokens cover. */
   get textLength(): number {
     return this.coveredLength - this.promptBytes.length;

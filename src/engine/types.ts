@@ -18,8 +18,29 @@ export interface UniteOptions {
   readonly k?: number;
 }
 
+/**
+ * Speculative ensembling: a drafter proposes up to `k` pieces alone, every other member evaluates
+ * its tokenization of the drafted text in one batch, and the ensemble's steps then read those
+ * positions instead of decoding one at a time. Every step is still the ensemble's own choice (with
+ * sampling, drafts are kept by speculative-sampling acceptance), so the text is the plain
+ * ensemble's; the draft only decides what is evaluated ahead.
+ */
+export interface SpeculateOptions {
+  /** Pieces drafted per round (1–32). */
+  readonly k: number;
+  /** The drafting member's name; default the primary, else the first voting member. */
+  readonly draft?: string;
+}
+
 /** How an ensemble is built: the same fields as the config file. */
 export interface EnsembleSpec {
+  readonly speculate?: SpeculateOptions;
+  /**
+   * Decode one token per llama.cpp call, so a position's logits never depend on how tokens were
+   * batched (llama.cpp's CPU kernels round differently for different batch sizes): with it, a
+   * speculative run and a plain run agree bit for bit. Costs speed (prompts and verification batches).
+   */
+  readonly exactReads?: boolean;
   readonly method?: MethodName;
   readonly unite?: UniteOptions;
   readonly heal?: boolean;
@@ -53,6 +74,8 @@ export interface EnsembleSpec {
 
 /** Per-call settings; anything left out comes from the spec. */
 export interface GenerateOptions {
+  /** `null` turns speculation off for this call. */
+  readonly speculate?: SpeculateOptions | null;
   readonly method?: MethodName;
   readonly unite?: UniteOptions;
   readonly heal?: boolean;
@@ -103,8 +126,13 @@ export interface StepTrace {
     /** Why this member's plain distribution stood in for healed candidates (a server that could not list the healed token). */
     readonly fallback?: string;
     readonly top: readonly CandidateTrace[];
-    /** Byte-level voting: this member's probability that its next bytes start with the winner. */
-    readonly winnerMass?: number;
+    /**
+     * This member's probability mass that agrees with the winner's bytes. Byte-level voting: its
+     * probability that its next bytes start with the winner; the other methods: the sum over its
+     * listed candidates that start with the winner or that the winner starts with (the end agrees
+     * only with the end), at most 1.
+     */
+    readonly winnerMass: number;
   }[];
   readonly combined: readonly CandidateTrace[];
   readonly winner: CandidateTrace;
@@ -145,6 +173,8 @@ export interface GenerationResult {
   readonly members: readonly { readonly name: string; readonly weight: number; readonly evaluations: number; readonly dropped: boolean }[];
   /** Members the generation went on without, in order. */
   readonly dropped: readonly MemberDrop[];
+  /** With speculation: drafting rounds, pieces drafted, and drafted pieces the ensemble chose. */
+  readonly speculation?: { readonly rounds: number; readonly drafted: number; readonly accepted: number };
   readonly timings: {
     readonly totalMs: number;
     readonly memberMs: Record<string, number>;

@@ -12,6 +12,8 @@ export interface MemberDefaults {
   /** CPU threads of each local member; default: `defaultThreads` (members/threads.ts). */
   readonly threads?: number;
   readonly contextSize?: number;
+  /** Decode one token per llama.cpp call (bit-identical reads however tokens were batched). */
+  readonly exactReads?: boolean;
   /** Where local members run: see members/runtime.ts (default `auto`). */
   readonly gpu?: GpuSetting;
   /** Sequences of each local member's context (generations at once); default 1. */
@@ -35,7 +37,9 @@ export async function createMembers(specs: readonly MemberSpec[], defaults: Memb
   const plans = locals.length > 0 ? await planLocals(locals, defaults) : new Map<MemberSpec, LocalPlan>();
   const members: Member[] = [];
   try {
-    for (const spec of specs) members.push(await createMember(spec, { contextSize: defaults.contextSize, parallel: defaults.parallel, threads: 1, ...plans.get(spec) }));
+    for (const spec of specs) {
+      members.push(await createMember(spec, { contextSize: defaults.contextSize, exactReads: defaults.exactReads, parallel: defaults.parallel, threads: 1, ...plans.get(spec) }));
+    }
   } catch (error) {
     await Promise.all(members.map((m) => m.dispose()));
     throw error;
@@ -82,7 +86,7 @@ function fileSize(path: string): number {
 /** Builds the member a spec describes: a model in this process, or (with `url`) one on a server. */
 export async function createMember(
   spec: MemberSpec,
-  defaults: { threads: number; contextSize?: number; parallel?: number; gpuLayers?: number; runtime?: Runtime },
+  defaults: { threads: number; contextSize?: number; parallel?: number; gpuLayers?: number; runtime?: Runtime; exactReads?: boolean },
 ): Promise<Member> {
   if (spec.url !== undefined) {
     if (spec.tokenizer === undefined) {
@@ -112,6 +116,7 @@ export async function createMember(
     modelPath: spec.model,
     contextSize: spec.contextSize ?? defaults.contextSize,
     threads: defaults.threads,
+    exactReads: defaults.exactReads,
     chatTemplate: spec.chatTemplate,
     gpuLayers: defaults.gpuLayers,
     runtime: defaults.runtime,

@@ -34,6 +34,8 @@ export interface LlamaMemberOptions {
   readonly chatTemplate?: string;
   /** Layers on the GPU, already placed (members/gpu-fit.ts); default 0. The CPU runtime has none. */
   readonly gpuLayers?: number;
+  /** Decode one token per llama.cpp call, so reads never depend on batch sizes (see EnsembleSpec.exactReads). */
+  readonly exactReads?: boolean;
   /** The llama.cpp runtime; default: the process's (see members/runtime.ts), the CPU when none is loaded. */
   readonly runtime?: Runtime;
   /**
@@ -61,10 +63,14 @@ export class LlamaMember implements Member {
     private readonly context: LlamaContext,
     sequences: readonly LlamaContextSequence[],
     private readonly tokenizer: MemberTokenizer,
+    exactReads: boolean,
   ) {
     this.vocabulary = tokenizer.vocabulary;
-    this.readers = new SessionPool<DistributionReader>(sequences.map((sequence) => new LlamaSequenceReader(name, sequence, this.vocabulary, contextSize, model.trainContextSize)));
+    this.sequenceReaders = sequences.map((sequence) => new LlamaSequenceReader(name, sequence, this.vocabulary, contextSize, model.trainContextSize, exactReads));
+    this.readers = new SessionPool<DistributionReader>(this.sequenceReaders);
   }
+
+  private readonly sequenceReaders: readonly LlamaSequenceReader[];
 
   /** One reader per sequence of the context, lent to sessions. */
   private readonly readers: SessionPool<DistributionReader>;
@@ -107,7 +113,7 @@ export class LlamaMember implements Member {
         threads,
       };
       const sequences = Array.from({ length: parallel }, () => context.getSequence());
-      return new LlamaMember(options.name, context.contextSize, placement, model, context, sequences, tokenizer);
+      return new LlamaMember(options.name, context.contextSize, placement, model, context, sequences, tokenizer, options.exactReads ?? false);
     } catch (error) {
       await model.dispose();
       if (error instanceof MemberError) throw error;
@@ -138,6 +144,27 @@ export class LlamaMember implements Member {
     const session = await this.openSession();
     try {
       return await session.distributions(tokens, requests);
+    } finally {
+      await session.close();
+    }
+  }
+
+  /** Reads answered from memory, positions decoded, and llama.cpp evaluations, since load (benchmarks). */
+  get readCounts(): { readonly served: number; readonly decoded: number; readonly evaluations: number } {
+    const sum = { served: 0, decoded: 0, evaluations: 0 };
+    for (const reader of this.sequenceReaders) {
+      sum.served += reader.counts.served;
+      sum.decoded += reader.counts.decoded;
+      sum.evaluations += reader.counts.evaluations;
+    }
+    return sum;
+  }
+
+  /** Prefetches through a session of its own for the call, as `distributions` reads (the sequence used last, when free). */
+  async prefetch(tokens: readonly number[], requests: readonly PositionRequest[]): Promise<void> {
+    const session = await this.openSession();
+    try {
+      await session.prefetch!(tokens, requests);
     } finally {
       await session.close();
     }

@@ -32,11 +32,12 @@ export interface DistributionReader {
    */
   distributions(tokens: readonly number[], requests: readonly PositionRequest[]): Promise<SparseDistribution[]>;
   /**
-   * Optional: evaluates `tokens` in one batch now and keeps every position from `from` on
-   * readable, so later `distributions` calls on these tokens (or a prefix of them) are answered
-   * without decoding again, exactly as if evaluated then. Speculative ensembling's verification.
+   * Optional: evaluates `tokens` in one batch now and reads `requests` (positions in `tokens`),
+   * keeping them, so later `distributions` calls on these tokens (or a prefix of them) are
+   * answered without decoding again, exactly as if evaluated then. Speculative ensembling's
+   * verification.
    */
-  prefetch?(tokens: readonly number[], from: number): Promise<void>;
+  prefetch?(tokens: readonly number[], requests: readonly PositionRequest[]): Promise<void>;
 }
 
 /**
@@ -74,6 +75,12 @@ export interface Member extends DistributionReader {
   dispose(): Promise<void>;
   /** Where the model runs (absent: somewhere else, e.g. on a server). */
   readonly placement?: MemberPlacement;
+  /**
+   * Top tokens to ask of this member first at a step whose choice a bound proves anyway (greedy
+   * GaC or byte voting), where each listed token costs it something (a server writes each as JSON):
+   * the bound asks for more when it needs them. Absent: the engine's default (128).
+   */
+  readonly firstFetch?: number;
 }
 
 /** A model in this process: the device its GPU layers run on ("cpu" when none do), and its CPU threads. */

@@ -18,13 +18,16 @@ interface Completion {
 const LOOKUP_CHUNK = 256;
 const LOOKUP_BIAS = 100;
 
+/** Lifts a healed tail's forced tokens above every other token in the sampler (the reported probabilities are the raw logits'). */
+const FORCE_BIAS = 100;
+
 /** Only what chorus reads: llama.cpp otherwise echoes the prompt and every setting. */
 const RESPONSE_FIELDS = ["model", "completion_probabilities"];
 
 /**
  * llama.cpp's llama-server (`/completion`). A step's positions are read in one request: the prompt
  * runs up to the first position and the tokens after it up to the last are generated, forced by a
- * token-id grammar (`<[id]>`). The server reports each generated token's probability and the top
+ * token-id grammar (`<[id]>`; see `forcingGrammar`). The server reports each generated token's probability and the top
  * list before sampling (`post_sampling_probs: false`), so the forced tokens' own probabilities —
  * the healed path's — come out exact whatever the cap. The slot's prompt cache keeps the prefix.
  */
@@ -127,7 +130,7 @@ export class LlamaCppDialect implements RemoteDialect {
       // A negative temperature samples greedily; the probabilities reported are the plain softmax of the logits.
       temperature: -1,
       post_sampling_probs: false,
-      ...(forced.length > 0 ? { grammar: `root ::= ${forced.map((id) => `<[${id}]>`).join(" ")}` } : {}),
+      ...(forced.length > 0 ? { grammar: forcingGrammar(forced), logit_bias: [...new Set(forced)].map((id) => [id, FORCE_BIAS]) } : {}),
       response_fields: RESPONSE_FIELDS,
     }))) as Completion;
     this.checkModel(body?.model);
@@ -178,4 +181,15 @@ export class LlamaCppDialect implements RemoteDialect {
   private badAnswer(what: string): MemberRejectedError {
     return new MemberRejectedError(this.http.member, `${what} (is this llama.cpp's llama-server? set \`api\` to the server's kind, or leave it out to detect it)`);
   }
+}
+
+/**
+ * A grammar that forces `forced` and then takes any token. llama.cpp checks the sampled token
+ * against a grammar alone and applies the grammar to the whole vocabulary (decoding every token)
+ * only when that token is refused: a bias on the forced tokens makes them the sampled ones, and
+ * the open end lets the free last token pass — on a 32k vocabulary, a third less per healed read.
+ * (`!<[0]>` is any token but id 0; one that is refused only costs that one application.)
+ */
+export function forcingGrammar(forced: readonly number[]): string {
+  return `root ::= ${forced.map((id) => `<[${id}]>`).join(" ")} !<[0]>`;
 }

@@ -39,6 +39,14 @@ export interface RemoteMemberOptions {
 /** Most tokens extending a healed text looked up at one position when the server's list is capped. */
 const HEALED_LOOKUPS = 512;
 
+/**
+ * A step's first list, where the engine's bound proves the choice (see `Member.firstFetch`): the
+ * server writes each entry as JSON (llama-server ~10 µs each on loopback, bench/remote-profile.ts),
+ * and 32 seldom leaves the bound short: ts656k next to s260k, GaC with healing, asks again on 39
+ * of 234 steps (15 at 128), and one member alone never does.
+ */
+const FIRST_FETCH = 32;
+
 /** Answers kept for repeated requests (GaC asks again at the same place when a capped list cannot grow). */
 const RECENT_ANSWERS = 16;
 
@@ -52,6 +60,7 @@ const RECENT_ANSWERS = 16;
  */
 export class RemoteMember implements Member {
   readonly vocabulary: Vocabulary;
+  readonly firstFetch = FIRST_FETCH;
   private readonly recent = new Map<string, Promise<unknown>>();
 
   private constructor(
@@ -67,9 +76,14 @@ export class RemoteMember implements Member {
 
   /** Which server this is, which model it serves, its context size; then a check that it tokenizes as the local tokenizer does. */
   static async connect(options: RemoteMemberOptions): Promise<RemoteMember> {
-    const { tokenizer, release } = await loadTokenizer(options);
+    const loaded = await loadTokenizer(options);
+    const tokenizer = loaded.tokenizer;
+    const http = new RemoteHttp(options.name, baseUrl(options.url), { timeoutMs: options.timeoutMs, retries: options.retries, apiKey: options.apiKey });
+    const release = async () => {
+      http.close();
+      await loaded.release();
+    };
     try {
-      const http = new RemoteHttp(options.name, baseUrl(options.url), { timeoutMs: options.timeoutMs, retries: options.retries, apiKey: options.apiKey });
       const { dialect, contextSize } = await identifyServer(http, options, tokenizer.vocabulary.size);
       const member = new RemoteMember(options.name, contextSize, options, dialect, tokenizer, release);
       await member.checkTokenizer();

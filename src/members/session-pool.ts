@@ -1,4 +1,4 @@
-import type { DistributionReader, MemberSession } from "./member.js";
+import type { DistributionReader, MemberSession, PositionRequest } from "./member.js";
 
 /**
  * A fixed set of items (a member's context sequences) lent one at a time: `take` hands out the
@@ -87,7 +87,7 @@ export function lentSession(reader: DistributionReader, giveBack: () => void): M
   };
   return {
     distributions: (tokens, requests) => track(() => reader.distributions(tokens, requests)),
-    ...(reader.prefetch ? { prefetch: (tokens: readonly number[], from: number) => track(() => reader.prefetch!(tokens, from)) } : {}),
+    ...(reader.prefetch ? { prefetch: (tokens: readonly number[], requests: readonly PositionRequest[]) => track(() => reader.prefetch!(tokens, requests)) } : {}),
     close() {
       open = false;
       closed ??= Promise.allSettled([...running]).then(giveBack);

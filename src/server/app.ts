@@ -173,6 +173,7 @@ export function createServer(options: ServerOptions): ChorusServer {
   const modelCard = (m: Model) => {
     // The ensemble's prompt and answer must fit every member's context.
     const contextLength = Math.min(...m.ensemble.members.map((member) => member.contextSize));
+    const spec = m.ensemble.spec;
     return {
       id: m.id,
       object: "model",
@@ -181,6 +182,13 @@ export function createServer(options: ServerOptions): ChorusServer {
       members: m.ensemble.members.map((member) => member.name),
       context_length: contextLength,
       max_model_len: contextLength,
+      // What a request's `ensemble` fields default to (the trace page starts its controls here).
+      ensemble: {
+        method: spec.method ?? "gac",
+        weights: spec.members.map((member) => member.weight ?? 1),
+        gate: spec.gate ?? null,
+        primary: spec.members.find((member) => member.primary)?.name ?? null,
+      },
     };
   };
   app.get("/v1/models", async () => ({ object: "list", data: [...models.values()].map(modelCard) }));
@@ -207,10 +215,19 @@ export function createServer(options: ServerOptions): ChorusServer {
   function modelFor(generation: GenerationRequest): Model {
     const model = models.get(generation.model);
     if (!model) throw unknownModel(generation.model);
-    const count = model.ensemble.members.length;
-    const weights = generation.options.weights;
+    const names = model.ensemble.members.map((m) => m.name);
+    const count = names.length;
+    const { weights, only } = generation.options;
+    if (only !== undefined && !names.includes(only)) {
+      throw invalid("ensemble.only", `ensemble.only: no member is named '${only}'; members: ${names.join(", ")}`);
+    }
+    const draft = generation.options.speculate?.draft;
+    if (draft !== undefined && !names.includes(draft)) {
+      throw invalid("ensemble.speculate.draft", `ensemble.speculate.draft: no member is named '${draft}'; members: ${names.join(", ")}`);
+    }
+    if (only !== undefined && weights) throw invalid("ensemble.only", "ensemble.only: send either `only` (one member alone) or `weights`, not both");
     if (weights && weights.length !== count) {
-      throw invalid("ensemble.weights", `ensemble.weights: expected ${count} numbers (one per member: ${model.ensemble.members.map((m) => m.name).join(", ")}), got ${weights.length}`);
+      throw invalid("ensemble.weights", `ensemble.weights: expected ${count} numbers (one per member: ${names.join(", ")}), got ${weights.length}`);
     }
     if (weights && !weights.some((w) => w > 0)) throw invalid("ensemble.weights", "ensemble.weights: give at least one member a weight > 0");
     if (generation.options.gate && !model.ensemble.spec.members.some((m) => m.primary)) {

@@ -12,12 +12,16 @@ import { planTools, type ToolPlan } from "./tools.js";
 const ensembleOverrides = z.strictObject({
   method: z.enum(IMPLEMENTED_METHODS).optional(),
   weights: z.array(z.number().min(0)).min(1).optional(),
+  /** Run this one member alone through the same engine (its name, as in GET /v1/models' `members`). */
+  only: z.string().min(1).optional(),
   gate: z.union([z.strictObject({ threshold: z.number().gt(0).lte(1) }), z.null()]).optional(),
   unite: z.strictObject({ k: z.number().int().min(1).max(1000).optional() }).optional(),
   /** UniTE's k was `ensemble.topK`; refused with the new spelling rather than ignored. */
   topK: z.never({ error: "ensemble.topK is now ensemble.unite.k (UniTE's k); for sampling's top-k send top_k" }).optional(),
   heal: z.boolean().optional(),
   bytes: bytesConfigSchema.optional(),
+  /** Speculative ensembling for this request (`null`: off); `draft` names a member. */
+  speculate: z.union([z.strictObject({ k: z.number().int().min(1).max(32), draft: z.string().min(1).optional() }), z.null()]).optional(),
   trace: z.boolean().optional(),
   /** With `logprobs`: each voting member's log-probability of every chosen piece, in the answer's `ensemble.member_logprobs`. */
   member_logprobs: z.boolean().optional(),
@@ -250,10 +254,12 @@ function build(
       stop,
       method: e?.method as MethodName | undefined,
       weights: e?.weights,
+      only: e?.only,
       gate: e?.gate,
       unite: e?.unite,
       heal: e?.heal,
       bytes: e?.bytes,
+      speculate: e?.speculate,
       trace: e?.trace,
       constraint,
       logprobs,

@@ -1,0 +1,131 @@
+import { extendWithLogits, fromLogits, type DistributionRequest, type SparseDistribution } from "./distribution.js";
+
+/**
+ * What was read at one position of a sequence: logits by id, the top of the vocabulary in
+ * descending order, and the total logit weight `Σ exp(logit − maxLogit)` over the whole vocabulary.
+ * A `row` read holds every logit (small vocabularies): it answers any request.
+ */
+export interface PositionRead {
+  readonly logits: ReadonlyMap<number, number>;
+  /** How many of the most probable ids are known in order (every id, for a row). */
+  readonly topCount: number;
+  /** The `count` (≤ topCount) most probable ids, in descending order. */
+  top(count: number): readonly number[];
+  readonly totalLogitWeight: number;
+  readonly row: boolean;
+}
+
+/** Ids a row finds in one pass before it sorts the whole row (requests rarely ask for more). */
+const ROW_TOP = 256;
+
+/** The read of a whole row of logits (id → logit) with llama.cpp's total logit weight. */
+export function rowRead(logits: ReadonlyMap<number, number>, totalLogitWeight: number): PositionRead {
+  const ids = Int32Array.from(logits.keys());
+  const values = Float64Array.from(logits.values());
+  const best = topIndexes(values, Math.min(ROW_TOP, ids.length)).map((i) => ids[i]!);
+  let sorted: number[] | undefined;
+  const top = (count: number): readonly number[] => {
+    if (count <= best.length) return best.slice(0, count);
+    sorted ??= Array.from(ids.keys()).sort((a, b) => values[b]! - values[a]! || a - b).map((i) => ids[i]!);
+    return sorted.slice(0, count);
+  };
+  return { logits, topCount: ids.length, top, totalLogitWeight, row: true };
+}
+
+/** Indexes of the `count` largest values, in descending order (ties: lower index first). */
+function topIndexes(values: Float64Array, count: number): number[] {
+  const kept: number[] = [];
+  if (count <= 0) return kept;
+  const better = (a: number, b: number) => values[a]! > values[b]! || (values[a] === values[b] && a < b);
+  for (let i = 0; i < values.length; i++) {
+    if (kept.length === count && !better(i, kept[count - 1]!)) continue;
+    let at = kept.length === count ? count - 1 : kept.length;
+    while (at > 0 && better(i, kept[at - 1]!)) at--;
+    if (kept.length === count) kept.pop();
+    kept.splice(at, 0, i);
+  }
+  return kept;
+}
+
+/** A top-k read: `logits` lists the top ids first, in descending order (as llama.cpp returns them), then any extras. */
+export function topRead(logits: ReadonlyMap<number, number>, topCount: number, totalLogitWeight: number): PositionRead {
+  const ids = [...logits.keys()].slice(0, topCount);
+  return { logits, topCount: ids.length, top: (count) => ids.slice(0, count), totalLogitWeight, row: false };
+}
+
+/** Whether `read` holds everything `request` asks for. */
+export function covers(read: PositionRead, request: DistributionRequest): boolean {
+  if (read.row) return true;
+  if (request.full) return false;
+  if (!request.extend && request.topK > read.topCount) return false;
+  return (request.extraIds ?? []).every((id) => read.logits.has(id));
+}
+
+/**
+ * The answer to `request` from what was read, computed as a fresh read computes it: the top
+ * `topK` ids in descending order, then the requested extras (descending), probabilities
+ * `exp(logit − maxLogit) / totalLogitWeight`. Call only when `covers(read, request)`.
+ */
+export function answer(read: PositionRead, request: DistributionRequest, vocabularySize: number): SparseDistribution {
+  if (request.extend) {
+    const extra = new Map<number, number>();
+    for (const id of byLogit(read, request.extraIds ?? [])) extra.set(id, read.logits.get(id)!);
+    return extendWithLogits(request.extend, extra);
+  }
+  const listedTop = request.full ? read.topCount : Math.min(request.topK, read.topCount);
+  const listed = new Map<number, number>();
+  for (const id of read.top(listedTop)) listed.set(id, read.logits.get(id)!);
+  for (const id of byLogit(read, request.extraIds ?? [])) if (!listed.has(id)) listed.set(id, read.logits.get(id)!);
+  return fromLogits(listed, read.totalLogitWeight, Math.min(request.topK, listedTop), vocabularySize);
+}
+
+function byLogit(read: PositionRead, ids: readonly number[]): number[] {
+  return [...new Set(ids)].filter((id) => read.logits.has(id)).sort((a, b) => read.logits.get(b)! - read.logits.get(a)! || a - b);
+}
+
+/**
+ * Reads of one sequence, by position, valid while the tokens up to each position stay the same:
+ * the sequence's owner drops positions from where its tokens change, and positions far behind
+ * the end (never read again) to bound memory.
+ */
+export class PositionReadCache {
+  private readonly reads = new Map<number, PositionRead>();
+
+  constructor(private readonly keepBehind = 64) {}
+
+  get(position: number): PositionRead | undefined {
+    return this.reads.get(position);
+  }
+
+  set(position: number, read: PositionRead): void {
+    const previous = this.reads.get(position);
+    this.reads.set(position, previous && !read.row && !previous.row ? merged(previous, read) : read);
+  }
+
+  /** Logits looked up by id at a position already read (they extend it; a position not read keeps nothing). */
+  addLookups(position: number, logits: ReadonlyMap<number, number>): void {
+    const read = this.reads.get(position);
+    if (!read || read.row) return;
+    const all = new Map(read.logits);
+    for (const [id, logit] of logits) all.set(id, logit);
+    this.reads.set(position, { ...read, logits: all });
+  }
+
+  /** The tokens changed from `start` on: reads at and after it are of another text. */
+  dropFrom(start: number): void {
+    for (const position of this.reads.keys()) if (position >= start) this.reads.delete(position);
+  }
+
+  /** Forgets reads more than `keepBehind` positions before `end`. */
+  trim(end: number): void {
+    for (const position of this.reads.keys()) if (position < end - this.keepBehind) this.reads.delete(position);
+  }
+}
+
+/** Two top-k reads of the same position: the longer top list, every logit either saw. */
+function merged(a: PositionRead, b: PositionRead): PositionRead {
+  const logits = new Map(a.logits);
+  for (const [id, logit] of b.logits) logits.set(id, logit);
+  const longer = b.topCount > a.topCount ? b : a;
+  return { logits, topCount: longer.topCount, top: longer.top, totalLogitWeight: longer.totalLogitWeight, row: false };
+}
