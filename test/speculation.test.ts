@@ -1,6 +1,7 @@
 import { after, before, describe, test } from "node:test";
 import { startServer } from "./helpers/server.js";
 import assert from "node:assert/strict";
+import { LlamaMember } from "../src/members/llama.js";
 import { Ensemble, type GenerateOptions, type GenerationResult, type Step } from "../src/engine/ensemble.js";
 import { drawIndex, pickIndex, samplingDistribution, seededRandom, speculativePick } from "../src/engine/sampling.js";
 import { PAIR } from "./helpers/models.js";
@@ -133,8 +134,8 @@ describe("speculative ensembling on the shared pair", () => {
   });
 
   test("batched verification: the member that does not draft answers more of its steps from reads made ahead", async () => {
-    const member = batched.members[1]! as unknown as { reader: { counts: { served: number; decoded: number } } };
-    const counts = () => ({ ...member.reader.counts });
+    const member = batched.members[1]! as LlamaMember;
+    const counts = () => member.readCounts;
     const prompt = PROMPTS[0]!;
     const c0 = counts();
     const plain = await batched.generate({ text: prompt }, { maxTokens: 60, speculate: null });
