@@ -22,6 +22,8 @@ export interface PositionRead {
   /** The top k then the filter's entries, as the binding returns them (id, logit). */
   readonly top: [number, number][];
   readonly totalLogitWeight: number;
+  /** Σ exp(logit − max) over every logit of a full read, summed in float64 here. */
+  readonly exactTotalLogitWeight: number;
   /** A filter-only read (no top k): what extends a distribution. */
   readonly filtered: [number, number][];
 }
@@ -65,10 +67,16 @@ async function main(): Promise<void> {
     const extraIds = extraIdsFor(vocabularySize);
     const tops = await readAll(sequence, tokens, { logits: { filter: { tokens: extraIds, includeTop: request.topK } }, totalLogitWeight: true });
     const filtered = await readAll(sequence, tokens, { logits: { filter: { tokens: extraIds } } });
+    const full = await readAll(sequence, tokens, { logits: true });
+    const exact = full.map((next) => {
+      const logits = [...(next as unknown as { logits: Map<number, number> }).logits.values()];
+      const max = logits.reduce((a, b) => Math.max(a, b), -Infinity);
+      return logits.reduce((sum, v) => sum + Math.exp(v - max), 0);
+    });
     const positions = tops.map((next, i) => {
       const n = next as unknown as { logits: Map<number, number>; totalLogitWeight: number };
       const f = filtered[i] as unknown as { logits: Map<number, number> };
-      return { top: [...n.logits.entries()], totalLogitWeight: n.totalLogitWeight, filtered: [...f.logits.entries()] };
+      return { top: [...n.logits.entries()], totalLogitWeight: n.totalLogitWeight, exactTotalLogitWeight: exact[i]!, filtered: [...f.logits.entries()] };
     });
     models.push({ model: modelPath, vocabularySize, extraIds, positions });
     await context.dispose();
