@@ -21,7 +21,8 @@ import { loadRuntime } from "../src/members/runtime.js";
 import { makePresetModel, type PresetName } from "./make-model.js";
 
 const PROMPT = "Once upon a time, there was a little girl named Lily. She";
-const READ_TOP = 10;
+// What chorus asks a member for at each step (`--only` reads the top 128 and the ids it needs).
+const READ_TOP = 128;
 const READ_IDS = 34;
 
 interface ChildResult {
