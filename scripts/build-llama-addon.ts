@@ -138,6 +138,17 @@ export async function buildLlamaAddon(jobs = Math.max(1, availableParallelism())
   rmSync(dir, { recursive: true, force: true });
   renameSync(out, dir);
   rmSync(work, { recursive: true, force: true });
+  // The runtime takes the newest build for the installed node-llama-cpp: older ones for it go.
+  for (const name of readdirSync(dirname(dir))) {
+    const other = join(dirname(dir), name);
+    if (other === dir || name.includes(".partial-")) continue;
+    try {
+      const stored = JSON.parse(readFileSync(join(other, "recipe.json"), "utf8")) as Partial<AddonRecipe>;
+      if (stored.nodeLlamaCpp === recipe.nodeLlamaCpp && stored.platform === recipe.platform) rmSync(other, { recursive: true, force: true });
+    } catch {
+      // not a build
+    }
+  }
   console.log(`patched llama-addon built in ${((Date.now() - started) / 1000).toFixed(0)} s: ${join(dir, "llama-addon.node")}`);
   return join(dir, "llama-addon.node");
 }
