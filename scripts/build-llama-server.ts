@@ -7,6 +7,8 @@
  *
  * Cache: `${CHORUS_BUILD_CACHE:-~/.cache/chorus}/llama-server/<commit>/bin/llama-server`, with the
  * recipe it was built with in `recipe.json`; a different recipe (flags, patches) rebuilds.
+ * The source tree is shared with the patched node-llama-cpp binding (scripts/build-llama-addon.ts):
+ * `${CHORUS_BUILD_CACHE:-~/.cache/chorus}/llama.cpp/<commit>-<patches>/`, cloned once.
  */
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -30,6 +32,28 @@ export function llamaCppCommit(): string {
   const commit = head.split(" ")[0] ?? "";
   if (!/^[0-9a-f]{40}$/.test(commit)) throw new Error(`cannot read the llama.cpp commit from ${BUNDLE}: ${heads}`);
   return commit;
+}
+
+/**
+ * The llama.cpp source tree of the bundle's commit with node-llama-cpp's patches applied (as its own
+ * source build does), cloned once and kept for every build from it: llama-server and the patched
+ * node-llama-cpp binding. Keyed by the commit and the patches' hash; cloning takes seconds.
+ */
+export function llamaCppSource(commit = llamaCppCommit()): string {
+  const patches = Object.entries(recipe(commit).patches).map(([name, hash]) => `${name}:${hash}`).join(",");
+  const key = createHash("sha256").update(patches).digest("hex").slice(0, 12);
+  const dir = join(buildCacheRoot(), "llama.cpp", `${commit}-${key}`);
+  if (existsSync(join(dir, ".chorus-ready"))) return dir;
+  const staging = `${dir}.partial-${process.pid}`;
+  rmSync(staging, { recursive: true, force: true });
+  mkdirSync(join(buildCacheRoot(), "llama.cpp"), { recursive: true });
+  run("git", ["clone", "--quiet", "--no-checkout", BUNDLE, staging]);
+  run("git", ["-C", staging, "-c", "advice.detachedHead=false", "checkout", "--quiet", commit]);
+  for (const name of patchFiles()) run("git", ["-C", staging, "apply", join(PATCHES, name)]);
+  writeFileSync(join(staging, ".chorus-ready"), `${commit}\n${patches}\n`);
+  rmSync(dir, { recursive: true, force: true });
+  renameSync(staging, dir);
+  return dir;
 }
 
 export function llamaServerDir(commit = llamaCppCommit()): string {
@@ -119,7 +143,6 @@ export function buildLlamaServer(jobs = Math.max(1, availableParallelism())): st
   }
   const dir = llamaServerDir(commit);
   const work = join(dir, "work");
-  const source = join(work, "src");
   const build = join(work, "build");
   const wanted = recipe(commit);
   const started = Date.now();
@@ -129,13 +152,11 @@ export function buildLlamaServer(jobs = Math.max(1, availableParallelism())): st
   if (existsSync(work) && (!existsSync(workRecipe) || readFileSync(workRecipe, "utf8") !== JSON.stringify(wanted, null, 2))) {
     rmSync(work, { recursive: true, force: true });
   }
-  if (!existsSync(source)) {
+  if (!existsSync(workRecipe)) {
     mkdirSync(work, { recursive: true });
-    run("git", ["clone", "--quiet", "--no-checkout", BUNDLE, source]);
-    run("git", ["-C", source, "-c", "advice.detachedHead=false", "checkout", "--quiet", commit]);
-    for (const name of patchFiles()) run("git", ["-C", source, "apply", join(PATCHES, name)]);
     writeFileSync(workRecipe, JSON.stringify(wanted, null, 2));
   }
+  const source = llamaCppSource(commit);
   const generator = hasProgram("ninja") ? ["-G", "Ninja"] : [];
   console.log(`building llama-server ${commit.slice(0, 7)} with ${jobs} job(s) into ${dir}`);
   run("cmake", ["-S", source, "-B", build, ...generator, ...wanted.flags]);
@@ -153,11 +174,11 @@ export function buildLlamaServer(jobs = Math.max(1, availableParallelism())): st
   return llamaServerBinary(commit);
 }
 
-function hasProgram(name: string): boolean {
+export function hasProgram(name: string): boolean {
   return spawnSync(name, ["--version"], { stdio: "ignore" }).status === 0;
 }
 
-function run(command: string, args: string[], options: { capture?: boolean } = {}): string {
+export function run(command: string, args: string[], options: { capture?: boolean } = {}): string {
   const result = spawnSync(command, args, { stdio: options.capture ? ["ignore", "pipe", "inherit"] : "inherit", encoding: "utf8" });
   if (result.error) throw new Error(`${command} could not start: ${result.error.message} (is ${command} installed?)`);
   if (result.status !== 0) throw new Error(`${command} ${args.join(" ")} failed with exit code ${result.status}`);

@@ -181,7 +181,7 @@ describe("--gpu on the command line", () => {
   test("chorus bench shows the back end and each member's layers and threads, in the table and in --json", async () => {
     const table = await chorus("bench", "-c", example, "--steps", "2", "--gpu", "false");
     assert.equal(table.code, 0, table.stderr);
-    assert.match(table.stdout, /^llama\.cpp on the CPU \(gpu: false\): s260k 0\/6 layers on the GPU, 1 thread; ts656k 0\/3 layers on the GPU, 1 thread\n\n\| setup \|/);
+    assert.match(table.stdout, /^llama\.cpp on the CPU \(gpu: false, binding: (patched \(fast reads\)|stock)\): s260k 0\/6 layers on the GPU, 1 thread; ts656k 0\/3 layers on the GPU, 1 thread\n\n\| setup \|/);
     const json = await chorus("bench", "-c", example, "--steps", "2", "--json", "--gpu", "false");
     assert.equal(json.code, 0, json.stderr);
     const report = JSON.parse(json.stdout);

@@ -6,9 +6,15 @@
  * ones reuse it when they can (`auto` takes whatever runs, `false` runs its members with no layers on
  * the GPU) and fail with the fix when they cannot. node-llama-cpp is never allowed to build from
  * source or download (`build: "never"`): a missing back end is an error or, for `auto`, the CPU.
+ *
+ * On the CPU, chorus's patched build of node-llama-cpp's binding runs in place of the prebuilt one
+ * when `npm run build:llama-addon` has built it for the installed node-llama-cpp (see
+ * patchedBinding); else, or with CHORUS_STOCK_BINDING=1, the prebuilt binary runs.
  */
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import os from "node:os";
-import { getLlama, getLlamaGpuTypes, LlamaLogLevel, type Llama, type LlamaGpuType } from "node-llama-cpp";
+import path from "node:path";
+import { getLlama, getLlamaGpuTypes, getModuleVersion, LlamaLogLevel, type Llama, type LlamaGpuType } from "node-llama-cpp";
 
 /** The config's `gpu`: node-llama-cpp's detection (`auto`), one back end, or the CPU only (`false`). */
 export type GpuSetting = "auto" | "cuda" | "vulkan" | "metal" | false;
@@ -17,11 +23,18 @@ export const GPU_SETTINGS: readonly GpuSetting[] = ["auto", "cuda", "vulkan", "m
 /** What llama.cpp computes on. */
 export type Device = "cpu" | "cuda" | "vulkan" | "metal";
 
+/**
+ * node-llama-cpp's binding that runs: its prebuilt binary (`stock`), or chorus's build of it with the
+ * fast-reads patch (`patched`: a read's top k without sorting the vocabulary; same output).
+ */
+export type Binding = "stock" | "patched";
+
 export interface Runtime {
   readonly llama: Llama;
   readonly device: Device;
   /** The setting the runtime was loaded for. */
   readonly requested: GpuSetting;
+  readonly binding: Binding;
   /** Why `auto` runs on the CPU, in one line (absent when it found a GPU or was not asked to look). */
   readonly note?: string;
 }
@@ -78,9 +91,8 @@ export function loadedRuntime(): Runtime | undefined {
 }
 
 async function startRuntime(gpu: GpuSetting): Promise<Runtime> {
-  let llama: Llama;
-  try {
-    llama = await getLlama({
+  const load = () =>
+    getLlama({
       gpu,
       build: "never",
       skipDownload: true,
@@ -90,6 +102,22 @@ async function startRuntime(gpu: GpuSetting): Promise<Runtime> {
       maxThreads: os.availableParallelism(),
       logLevel: LlamaLogLevel.error,
     });
+  let llama: Llama;
+  let binding: Binding = "stock";
+  try {
+    const patched = await patchedBinding();
+    if (patched) {
+      try {
+        const loaded = await withCpuBinding(patched, load);
+        llama = loaded.value;
+        binding = loaded.replaced ? "patched" : "stock";
+      } catch {
+        // A patched build that does not load (or breaks the load) leaves the prebuilt binary to run.
+        llama = await load();
+      }
+    } else {
+      llama = await load();
+    }
   } catch (error) {
     throw new RuntimeError(await loadFailure(gpu, error as Error));
   }
@@ -100,7 +128,64 @@ async function startRuntime(gpu: GpuSetting): Promise<Runtime> {
     throw new RuntimeError(`gpu: ${gpu} is not available on ${os.platform()}/${process.arch} — ${availableAdvice()}`);
   }
   const note = gpu === "auto" && device === "cpu" ? `gpu auto: ${await whyCpu()}; running on the CPU (set gpu: false to skip the check)` : undefined;
-  return { llama, device, requested: gpu, ...(note ? { note } : {}) };
+  return { llama, device, requested: gpu, binding, ...(note ? { note } : {}) };
+}
+
+/** Where chorus's patched builds of the binding are cached (scripts/build-llama-addon.ts). */
+function addonCacheDir(): string {
+  return path.join(process.env.CHORUS_BUILD_CACHE || path.join(os.homedir(), ".cache", "chorus"), "llama-addon");
+}
+
+/**
+ * The patched binding built for the installed node-llama-cpp on this platform (the newest build
+ * when there are several), or undefined: none built, not Linux, or CHORUS_STOCK_BINDING=1.
+ */
+export async function patchedBinding(): Promise<string | undefined> {
+  const stock = process.env.CHORUS_STOCK_BINDING;
+  if ((stock !== undefined && stock !== "" && stock !== "0") || process.platform !== "linux") return undefined;
+  const root = addonCacheDir();
+  if (!existsSync(root)) return undefined;
+  const version = await getModuleVersion();
+  let best: { binary: string; builtAt: string } | undefined;
+  for (const name of readdirSync(root)) {
+    const binary = path.join(root, name, "llama-addon.node");
+    try {
+      const recipe = JSON.parse(readFileSync(path.join(root, name, "recipe.json"), "utf8")) as { nodeLlamaCpp?: string; platform?: string; builtAt?: string };
+      if (recipe.nodeLlamaCpp !== version || recipe.platform !== `${process.platform}-${process.arch}` || !existsSync(binary)) continue;
+      const builtAt = recipe.builtAt ?? "";
+      if (!best || builtAt > best.builtAt) best = { binary, builtAt };
+    } catch {
+      // a folder without a readable recipe (a build in progress) is not a build
+    }
+  }
+  return best?.binary;
+}
+
+/**
+ * Runs `load` (node-llama-cpp's getLlama) with its prebuilt CPU binary replaced by `binary`: node
+ * loads a binding through process.dlopen, so while `load` runs, a dlopen of
+ * @node-llama-cpp/<platform>-<arch>/bins/<platform>-<arch>/llama-addon.node opens `binary` instead.
+ * GPU binaries (other packages) load as they are; nothing in node_modules is written. node-llama-cpp
+ * still tests the prebuilt binary in a child process first, and loads ggml's CPU variants from its
+ * own folder (the same files the patched build links, which it finds by their names).
+ */
+async function withCpuBinding<T>(binary: string, load: () => Promise<T>): Promise<{ value: T; replaced: boolean }> {
+  const target = `${process.platform}-${process.arch}`;
+  const suffix = path.join("@node-llama-cpp", target, "bins", target, "llama-addon.node");
+  const dlopen = process.dlopen;
+  let replaced = false;
+  process.dlopen = function (module: object, filename: string, flags?: number) {
+    if (path.normalize(filename).endsWith(path.sep + suffix)) {
+      replaced = true;
+      return flags === undefined ? dlopen.call(process, module, binary) : dlopen.call(process, module, binary, flags);
+    }
+    return flags === undefined ? dlopen.call(process, module, filename) : dlopen.call(process, module, filename, flags);
+  };
+  try {
+    return { value: await load(), replaced };
+  } finally {
+    process.dlopen = dlopen;
+  }
 }
 
 async function whyCpu(): Promise<string> {
