@@ -187,6 +187,6 @@ describe("--gpu on the command line", () => {
     const report = JSON.parse(json.stdout);
     assert.equal(report.backend.device, "cpu");
     assert.deepEqual(report.backend.members.map((m: { name: string; totalLayers: number }) => [m.name, m.totalLayers]), [["s260k", 6], ["ts656k", 3]]);
-    assert.equal(report.rows.length, 10); // two members alone; GaC, UniTE, bytes/mix, bytes/product, each with and without gating
+    assert.equal(report.rows.length, 13); // two members alone; GaC, UniTE, bytes/mix, bytes/product, each with and without gating; speculative GaC at k = 2, 4, 8
   });
 });
