@@ -1,5 +1,6 @@
 import type { DistributionReader, PositionRequest } from "../members/member.js";
 import { END_TEXT } from "../methods/candidates.js";
+import { commonPrefixLength } from "../tokens/token-lists.js";
 import type { FetchPlan, MemberTrack } from "./member-track.js";
 import { drawIndex, pickIndex, samplingDistribution, type SamplingOptions } from "./sampling.js";
 
@@ -75,14 +76,13 @@ export class Speculator {
     const guess = track.clone();
     guess.catchUp(texts[texts.length - 1]!);
     const tokens = guess.tokens();
-    let common = 0;
-    while (common < now.length && now[common] === tokens[common]) common++;
+    const common = commonPrefixLength(now, tokens);
     const requests: PositionRequest[] = [];
     const topK = context.fetch(member).topK;
     for (let position = Math.max(0, common - READ_BEHIND); position < tokens.length; position++) requests.push({ position, topK });
     for (const text of [context.text, ...texts.slice(0, -1)]) {
       const plan = track.clone().planFetch(text, { topK });
-      if (plan.tokens.length <= tokens.length && plan.tokens.every((id, k) => tokens[k] === id)) requests.push(...plan.requests.filter((r) => !r.full));
+      if (commonPrefixLength(plan.tokens, tokens) === plan.tokens.length) requests.push(...plan.requests.filter((r) => !r.full));
     }
     return reader.prefetch(tokens, requests);
   }

@@ -1,5 +1,6 @@
 import type { LlamaContextSequence, Token } from "node-llama-cpp";
 import type { Vocabulary } from "../tokens/vocabulary.js";
+import { commonPrefixLength } from "../tokens/token-lists.js";
 import { extendWithLogits, fromFullProbabilities, isExtensible, type SparseDistribution } from "./distribution.js";
 import { MemberError, type PositionRequest } from "./member.js";
 import { answer, covers, PositionReadCache, rowRead, topRead } from "./position-reads.js";
@@ -72,10 +73,7 @@ export class LlamaSequenceReader {
   }
 
   private async read(tokens: readonly number[], requests: readonly PositionRequest[]): Promise<SparseDistribution[]> {
-    const evaluated = this.sequence.contextTokens;
-    let common = 0;
-    const limit = Math.min(evaluated.length, tokens.length);
-    while (common < limit && evaluated[common] === tokens[common]) common++;
+    const common = commonPrefixLength(this.sequence.contextTokens, tokens);
     // A read at position p is of tokens[0..p]: it answers while those are what was evaluated.
     const fromCache = (r: PositionRequest): SparseDistribution | undefined => {
       const read = this.cache.get(r.position);
