@@ -20,31 +20,44 @@ export function seededRandom(seed: number): () => number {
 }
 
 /**
+ * What sampling draws from: the candidates kept by top-k and top-p in descending order, with their
+ * temperature-scaled weights. `undefined` when greedy or when nothing has weight (the best wins).
+ */
+function sampledWeights(order: readonly number[], scores: ArrayLike<number>, options: SamplingOptions): { kept: number[]; weights: number[]; total: number } | undefined {
+  if (options.temperature <= 0) return undefined;
+  const kept = options.topK > 0 ? order.slice(0, options.topK) : [...order];
+  const weights = kept.map((i) => Math.pow(Math.max(0, scores[i]!), 1 / options.temperature));
+  let total = weights.reduce((a, b) => a + b, 0);
+  if (!(total > 0)) return undefined;
+  if (options.topP < 1) {
+    let cumulative = 0;
+    for (let j = 0; j < kept.length; j++) {
+      cumulative += weights[j]! / total;
+      if (cumulative >= options.topP) {
+        kept.length = j + 1;
+        weights.length = j + 1;
+        break;
+      }
+    }
+    total = weights.reduce((a, b) => a + b, 0);
+  }
+  return { kept, weights, total };
+}
+
+function descending(scores: ArrayLike<number>): number[] {
+  return Array.from({ length: scores.length }, (_, i) => i).sort((a, b) => scores[b]! - scores[a]! || a - b);
+}
+
+/**
  * Picks an index from non-negative scores: the best one when greedy, otherwise a draw after
  * top-k, top-p and temperature.
  */
 export function pickIndex(scores: ArrayLike<number>, options: SamplingOptions, random: () => number): number {
-  const order = Array.from({ length: scores.length }, (_, i) => i).sort((a, b) => scores[b]! - scores[a]! || a - b);
+  const order = descending(scores);
   if (order.length === 0) throw new Error("no candidates to choose from");
-  if (options.temperature <= 0) return order[0]!;
-  const kept = options.topK > 0 ? order.slice(0, options.topK) : order;
-  const weights = kept.map((i) => Math.pow(Math.max(0, scores[i]!), 1 / options.temperature));
-  let total = weights.reduce((a, b) => a + b, 0);
-  if (!(total > 0)) return order[0]!;
-  if (options.topP < 1) {
-    let cumulative = 0;
-    let cut = kept.length;
-    for (let j = 0; j < kept.length; j++) {
-      cumulative += weights[j]! / total;
-      if (cumulative >= options.topP) {
-        cut = j + 1;
-        break;
-      }
-    }
-    kept.length = cut;
-    weights.length = cut;
-    total = weights.reduce((a, b) => a + b, 0);
-  }
+  const sampled = sampledWeights(order, scores, options);
+  if (!sampled) return order[0]!;
+  const { kept, weights, total } = sampled;
   let r = random() * total;
   for (let j = 0; j < kept.length; j++) {
     r -= weights[j]!;
@@ -60,31 +73,10 @@ export function pickIndex(scores: ArrayLike<number>, options: SamplingOptions, r
 export function samplingDistribution(scores: ArrayLike<number>, options: SamplingOptions): Float64Array {
   const out = new Float64Array(scores.length);
   if (scores.length === 0) return out;
-  const order = Array.from({ length: scores.length }, (_, i) => i).sort((a, b) => scores[b]! - scores[a]! || a - b);
-  if (options.temperature <= 0) {
-    out[order[0]!] = 1;
-    return out;
-  }
-  const kept = options.topK > 0 ? order.slice(0, options.topK) : order;
-  const weights = kept.map((i) => Math.pow(Math.max(0, scores[i]!), 1 / options.temperature));
-  let total = weights.reduce((a, b) => a + b, 0);
-  if (!(total > 0)) {
-    out[order[0]!] = 1;
-    return out;
-  }
-  if (options.topP < 1) {
-    let cumulative = 0;
-    for (let j = 0; j < kept.length; j++) {
-      cumulative += weights[j]! / total;
-      if (cumulative >= options.topP) {
-        kept.length = j + 1;
-        weights.length = j + 1;
-        break;
-      }
-    }
-    total = weights.reduce((a, b) => a + b, 0);
-  }
-  kept.forEach((i, j) => (out[i] = weights[j]! / total));
+  const order = descending(scores);
+  const sampled = sampledWeights(order, scores, options);
+  if (!sampled) out[order[0]!] = 1;
+  else sampled.kept.forEach((i, j) => (out[i] = sampled.weights[j]! / sampled.total));
   return out;
 }
 

@@ -2,7 +2,7 @@ import type { DistributionReader, PositionRequest } from "../members/member.js";
 import { END_TEXT } from "../methods/candidates.js";
 import { commonPrefixLength } from "../tokens/token-lists.js";
 import type { FetchPlan, MemberTrack } from "./member-track.js";
-import { drawIndex, pickIndex, samplingDistribution, type SamplingOptions } from "./sampling.js";
+import { drawIndex, samplingDistribution, type SamplingOptions } from "./sampling.js";
 
 /** A drafted piece and the drafter's sampling distribution it was drawn from (for speculative-sampling acceptance). */
 export interface DraftPiece {
@@ -98,7 +98,8 @@ export class Speculator {
       const candidates = track.build(plan, await reader.distributions(plan.tokens, plan.requests));
       if (candidates.texts.length === 0) break;
       const q = samplingDistribution(candidates.probs, this.sampling);
-      const chosen = this.sampling.temperature > 0 ? drawIndex(q, this.random) : pickIndex(candidates.probs, this.sampling, this.random);
+      // Greedy: q is one-hot on the best candidate.
+      const chosen = drawIndex(q, this.random);
       const piece = candidates.texts[chosen]!;
       pieces.push({ text: piece, q: new Map(candidates.texts.map((t, i) => [t, q[i]!])) });
       if (piece === END_TEXT) break;
