@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { makeRandomModel, sharedVocabDir } from "../bench/make-model.js";
+import { makeTinyQwen2Model } from "./helpers/tiny-qwen2.js";
 import { patchedBinding } from "../src/members/runtime.js";
 import { S260K, TS656K } from "./helpers/models.js";
 import type { Dump, ModelDump } from "./helpers/read-dump.js";
@@ -103,16 +103,7 @@ describe("the patched node-llama-cpp binding (fast reads) reads what the stock o
     dir = mkdtempSync(path.join(tmpdir(), "chorus-fast-reads-"));
     qwen = path.join(dir, "qwen2-vocab-tiny.gguf");
     // Qwen2's vocabulary (151,669 tokens), where sorting the whole vocabulary cost the most.
-    await makeRandomModel({
-      vocabPath: path.join(sharedVocabDir, "ggml-vocab-qwen2.gguf"),
-      outPath: qwen,
-      embeddingLength: 32,
-      layers: 1,
-      heads: 2,
-      feedForwardLength: 64,
-      contextLength: 256,
-      outputStd: 4 / Math.sqrt(32),
-    });
+    await makeTinyQwen2Model(qwen);
     patched = dump([S260K, TS656K, qwen], false, 24);
     stock = dump([S260K, TS656K, qwen], true, 24);
   });

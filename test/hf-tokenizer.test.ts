@@ -11,7 +11,7 @@ import { RemoteMember } from "../src/members/remote.js";
 import { MemberError } from "../src/members/member.js";
 import { Ensemble } from "../src/engine/ensemble.js";
 import { loadEnsembleConfig } from "../src/config/load.js";
-import { makeRandomModel } from "../bench/make-model.js";
+import { makeTinyQwen2Model } from "./helpers/tiny-qwen2.js";
 import { SHARED } from "./helpers/models.js";
 import { readVectors } from "./helpers/vocab-vectors.js";
 import { ServerDouble } from "./helpers/server-double.js";
@@ -168,16 +168,7 @@ describe("a remote member tokenizing with tokenizer.json", () => {
     dir = mkdtempSync(path.join(tmpdir(), "chorus-hf-remote-"));
     modelPath = path.join(dir, "qwen-vocab-tiny.gguf");
     // A small random-weight model with Qwen's vocabulary, served by the vLLM double.
-    await makeRandomModel({
-      vocabPath: path.join(VOCAB, "ggml-vocab-qwen2.gguf"),
-      outPath: modelPath,
-      embeddingLength: 32,
-      layers: 1,
-      heads: 2,
-      feedForwardLength: 64,
-      contextLength: 256,
-      outputStd: 4 / Math.sqrt(32),
-    });
+    await makeTinyQwen2Model(modelPath);
     double = await ServerDouble.start({ modelPath, servedName: "qwen-tiny", maxLogprobs: 151669 });
   });
   after(async () => {
