@@ -1,27 +1,37 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
-test("chorus serve: listens, answers, and on SIGTERM finishes the running stream, refuses new work, exits 0", async () => {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "serve", "-c", "examples/tinystories.yaml", "--port", "0", "--name", "tiny", "--api-key", "k1"], { cwd: root });
+/**
+ * Runs `chorus serve ARGS` from source; `url` resolves with the address its log line names
+ * (`listening`'s first group), or rejects with its stderr after 60 s.
+ */
+function startServe(args: string[], listening: RegExp): { child: ChildProcess; exited: Promise<number | null>; url: Promise<string>; stderr: () => string } {
+  const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "serve", ...args], { cwd: root });
   let stderr = "";
-  child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+  child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-  try {
-    const url = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no address within 60 s: ${stderr}`)), 60_000);
-      child.stderr.on("data", () => {
-        const match = /serving model 'tiny' \(s260k \+ ts656k\) at (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr);
-        if (match) {
-          clearTimeout(timer);
-          resolve(match[1]!);
-        }
-      });
+  const url = new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no address within 60 s: ${stderr}`)), 60_000);
+    child.stderr!.on("data", () => {
+      const match = listening.exec(stderr);
+      if (match) {
+        clearTimeout(timer);
+        resolve(match[1]!);
+      }
     });
+  });
+  return { child, exited, url, stderr: () => stderr };
+}
+
+test("chorus serve: listens, answers, and on SIGTERM finishes the running stream, refuses new work, exits 0", async () => {
+  const { child, exited, url: listening, stderr } = startServe(["-c", "examples/tinystories.yaml", "--port", "0", "--name", "tiny", "--api-key", "k1"], /serving model 'tiny' \(s260k \+ ts656k\) at (http:\/\/127\.0\.0\.1:\d+)/);
+  try {
+    const url = await listening;
     const headers = { authorization: "Bearer k1", "content-type": "application/json" };
     const models = (await (await fetch(`${url}/v1/models`, { headers })).json()) as { data: { id: string }[] };
     assert.deepEqual(models.data.map((m) => m.id), ["tiny"]);
@@ -46,10 +56,10 @@ test("chorus serve: listens, answers, and on SIGTERM finishes the running stream
     const events = body.split("\n\n").filter((e) => e.startsWith("data: {")).map((e) => JSON.parse(e.slice(6)) as { choices: { finish_reason: string | null }[] });
     assert.ok(["length", "stop"].includes(events.at(-1)!.choices[0]!.finish_reason!), "the stream ran to its end");
     assert.equal(await exited, 0);
-    assert.match(stderr, /SIGTERM: finishing 1 request\(s\), then exiting/);
-    assert.match(stderr, /POST \/v1\/completions 200 \d+ ms · tiny stream done: \d+ steps/);
-    assert.match(stderr, /chorus: GET \/v1\/models 200 \d+ ms\n/);
-    if (refused === 503) assert.match(stderr, /chorus: GET \/v1\/models 503 \d+ ms · shutting_down: the server is shutting down/);
+    assert.match(stderr(), /SIGTERM: finishing 1 request\(s\), then exiting/);
+    assert.match(stderr(), /POST \/v1\/completions 200 \d+ ms · tiny stream done: \d+ steps/);
+    assert.match(stderr(), /chorus: GET \/v1\/models 200 \d+ ms\n/);
+    if (refused === 503) assert.match(stderr(), /chorus: GET \/v1\/models 503 \d+ ms · shutting_down: the server is shutting down/);
   } finally {
     child.kill("SIGKILL");
   }
@@ -57,25 +67,9 @@ test("chorus serve: listens, answers, and on SIGTERM finishes the running stream
 
 test("chorus serve -m A -m B: no config; the model id joins the members' names", async () => {
   const models = path.resolve(root, "../shared/models");
-  const child = spawn(
-    process.execPath,
-    ["--import", "tsx", "src/cli/main.ts", "serve", "-m", path.join(models, "stories260K-f32.gguf"), "-m", path.join(models, "TinyStories-656K-f32.gguf"), "--port", "0", "--max-tokens", "5"],
-    { cwd: root },
-  );
-  let stderr = "";
-  child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  const { child, exited, url: listening } = startServe(["-m", path.join(models, "stories260K-f32.gguf"), "-m", path.join(models, "TinyStories-656K-f32.gguf"), "--port", "0", "--max-tokens", "5"], /serving model 'stories260K-f32\+TinyStories-656K-f32' \(stories260K-f32 \+ TinyStories-656K-f32\) at (http:\/\/127\.0\.0\.1:\d+)/);
   try {
-    const url = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no address within 60 s: ${stderr}`)), 60_000);
-      child.stderr.on("data", () => {
-        const match = /serving model 'stories260K-f32\+TinyStories-656K-f32' \(stories260K-f32 \+ TinyStories-656K-f32\) at (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr);
-        if (match) {
-          clearTimeout(timer);
-          resolve(match[1]!);
-        }
-      });
-    });
+    const url = await listening;
     const answer = (await (
       await fetch(`${url}/v1/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "stories260K-f32+TinyStories-656K-f32", prompt: "Once upon a time" }) })
     ).json()) as { choices: { finish_reason: string }[]; usage: { completion_tokens: number } };
@@ -99,21 +93,9 @@ test("chorus serve: an empty --api-key or CHORUS_API_KEY is a startup error, not
 });
 
 test("chorus serve: a second SIGTERM ends the running stream at once, still with an error event and [DONE], then exits 0", async () => {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "serve", "-c", "examples/tinystories.yaml", "--port", "0", "--drain-timeout", "600000"], { cwd: root });
-  let stderr = "";
-  child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  const { child, exited, url: listening, stderr } = startServe(["-c", "examples/tinystories.yaml", "--port", "0", "--drain-timeout", "600000"], /serving model 'tinystories' .* at (http:\/\/127\.0\.0\.1:\d+)/);
   try {
-    const url = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no address within 60 s: ${stderr}`)), 60_000);
-      child.stderr.on("data", () => {
-        const match = /serving model 'tinystories' .* at (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr);
-        if (match) {
-          clearTimeout(timer);
-          resolve(match[1]!);
-        }
-      });
-    });
+    const url = await listening;
     const response = await fetch(`${url}/v1/completions`, {
       method: "POST",
       headers: { "content-type": "application/json" },
@@ -134,7 +116,7 @@ test("chorus serve: a second SIGTERM ends the running stream at once, still with
     assert.equal(events.at(-1), "data: [DONE]", body.slice(-200));
     assert.equal((JSON.parse(events.at(-2)!.slice(6)) as { error: { code: string } }).error.code, "shutting_down");
     assert.equal(await exited, 0);
-    assert.match(stderr, /SIGTERM again: ending 1 request\(s\) now/);
+    assert.match(stderr(), /SIGTERM again: ending 1 request\(s\) now/);
   } finally {
     child.kill("SIGKILL");
   }
