@@ -52,7 +52,8 @@ export interface BenchOptions {
 
 export const peakRssMiB = (): number => process.resourceUsage().maxRSS / 1024;
 
-function row(setup: string, system: string, r: GenerationResult): BenchRow {
+/** `k`: the pieces drafted per round, for a speculative row. */
+function row(setup: string, system: string, r: GenerationResult, k?: number): BenchRow {
   const memberWall = r.timings.totalMs - r.timings.engineMs;
   return {
     setup,
@@ -71,7 +72,7 @@ function row(setup: string, system: string, r: GenerationResult): BenchRow {
     words: wordCount(r.text),
     msPerWord: r.timings.totalMs / Math.max(1, wordCount(r.text)),
     peakRssMiB: peakRssMiB(),
-    ...(r.speculation ? { speculation: { k: 0, acceptedShare: r.speculation.drafted ? r.speculation.accepted / r.speculation.drafted : 0 } } : {}),
+    ...(r.speculation && k !== undefined ? { speculation: { k, acceptedShare: r.speculation.drafted ? r.speculation.accepted / r.speculation.drafted : 0 } } : {}),
   };
 }
 
@@ -119,9 +120,7 @@ export async function benchEnsemble(spec: EnsembleSpec, options: BenchOptions): 
         { text: options.prompt },
         { ...generateOptions, maxSteps: options.steps, maxTokens: Infinity, stop: [], sampling: { temperature: 0 } },
       );
-      const measured = row(options.setup, system, result);
-      const k = generateOptions.speculate?.k;
-      const r = k !== undefined && measured.speculation ? { ...measured, speculation: { ...measured.speculation, k } } : measured;
+      const r = row(options.setup, system, result, generateOptions.speculate?.k);
       rows.push(r);
       options.log?.(
         `  ${options.setup} · ${system}: ${r.tokensPerSecond.toFixed(1)} tok/s, engine ${r.engineMsPerStep.toFixed(2)} ms/step (${(100 * r.engineShare).toFixed(1)} %)` +
