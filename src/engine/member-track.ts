@@ -9,7 +9,7 @@ import { END_TEXT, type MemberCandidates } from "../methods/candidates.js";
 const EXTENSIONS_LISTED = 32;
 
 /** Longest open tail healed at once (each tail token costs one more position in the batch). */
-const MAX_HEALED_TAIL = 4;
+export const MAX_HEALED_TAIL = 4;
 
 /** A tokenization whose last `openTail` tokens spell the open end of the text. */
 interface OpenRun extends TokenRun {

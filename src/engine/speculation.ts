@@ -1,7 +1,7 @@
 import type { DistributionReader, PositionRequest } from "../members/member.js";
 import { END_TEXT } from "../methods/candidates.js";
 import { commonPrefixLength } from "../tokens/token-lists.js";
-import type { FetchPlan, MemberTrack } from "./member-track.js";
+import { MAX_HEALED_TAIL, type FetchPlan, type MemberTrack } from "./member-track.js";
 import { drawIndex, samplingDistribution, type SamplingOptions } from "./sampling.js";
 
 /** A drafted piece and the drafter's sampling distribution it was drawn from (for speculative-sampling acceptance). */
@@ -12,7 +12,7 @@ export interface DraftPiece {
 }
 
 /** Positions before the text's end a member may read again (a healed tail and the token before it). */
-const READ_BEHIND = 5;
+const READ_BEHIND = MAX_HEALED_TAIL + 1;
 
 export interface SpeculationContext {
   /** The generated text so far (bytes). */

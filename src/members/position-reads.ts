@@ -105,10 +105,7 @@ export class PositionReadCache {
   /** Logits looked up by id at a position already read (they extend it; a position not read keeps nothing). */
   addLookups(position: number, logits: ReadonlyMap<number, number>): void {
     const read = this.reads.get(position);
-    if (!read || read.row) return;
-    const all = new Map(read.logits);
-    for (const [id, logit] of logits) all.set(id, logit);
-    this.reads.set(position, { ...read, logits: all });
+    if (read && !read.row) this.reads.set(position, withLogits(read, logits));
   }
 
   /** The tokens changed from `start` on: reads at and after it are of another text. */
@@ -124,8 +121,12 @@ export class PositionReadCache {
 
 /** Two top-k reads of the same position: the longer top list, every logit either saw. */
 function merged(a: PositionRead, b: PositionRead): PositionRead {
-  const logits = new Map(a.logits);
-  for (const [id, logit] of b.logits) logits.set(id, logit);
-  const longer = b.topCount > a.topCount ? b : a;
-  return { logits, topCount: longer.topCount, top: longer.top, totalLogitWeight: longer.totalLogitWeight, row: false };
+  return b.topCount > a.topCount ? withLogits(b, a.logits) : withLogits(a, b.logits);
+}
+
+/** `read` knowing more logits of the same position. */
+function withLogits(read: PositionRead, more: ReadonlyMap<number, number>): PositionRead {
+  const logits = new Map(read.logits);
+  for (const [id, logit] of more) if (!logits.has(id)) logits.set(id, logit);
+  return { ...read, logits };
 }
