@@ -140,10 +140,15 @@ export class LlamaMember implements Member {
   }
 
   /** Reads through a session of its own for the call: the sequence used last, when it is free. */
-  async distributions(tokens: readonly number[], requests: readonly PositionRequest[]): Promise<SparseDistribution[]> {
+  distributions(tokens: readonly number[], requests: readonly PositionRequest[]): Promise<SparseDistribution[]> {
+    return this.withSession((session) => session.distributions(tokens, requests));
+  }
+
+  /** Runs `use` on a session opened for it and closes the session after, however `use` ends. */
+  private async withSession<T>(use: (session: MemberSession) => Promise<T>): Promise<T> {
     const session = await this.openSession();
     try {
-      return await session.distributions(tokens, requests);
+      return await use(session);
     } finally {
       await session.close();
     }
@@ -161,13 +166,8 @@ export class LlamaMember implements Member {
   }
 
   /** Prefetches through a session of its own for the call, as `distributions` reads (the sequence used last, when free). */
-  async prefetch(tokens: readonly number[], requests: readonly PositionRequest[]): Promise<void> {
-    const session = await this.openSession();
-    try {
-      await session.prefetch!(tokens, requests);
-    } finally {
-      await session.close();
-    }
+  prefetch(tokens: readonly number[], requests: readonly PositionRequest[]): Promise<void> {
+    return this.withSession((session) => session.prefetch!(tokens, requests));
   }
 
   async dispose(): Promise<void> {
