@@ -10,7 +10,9 @@
  * of one repetition alternate stock and patched. Within a child the two loops alternate twice and
  * each keeps its faster run. Prints ms/token, the ratio own-loop ms / --only ms (1 = as fast as
  * node-llama-cpp alone), and the per-position read cost (a read's median time minus a forward pass
- * reading only the sampled token); medians over the repetitions with their spread.
+ * reading only the sampled token through node-llama-cpp; under the patched binding the read takes
+ * chorus's direct path, which skips node-llama-cpp's sampler, so it can cost less than that step);
+ * medians over the repetitions with their spread.
  */
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
@@ -18,6 +20,7 @@ import { parseArgs } from "node:util";
 import type { Token } from "node-llama-cpp";
 import { Ensemble } from "../src/engine/ensemble.js";
 import { loadRuntime } from "../src/members/runtime.js";
+import { directEvaluator } from "../src/members/direct-reads.js";
 import { makePresetModel, type PresetName } from "./make-model.js";
 
 const PROMPT = "Once upon a time, there was a little girl named Lily. She";
@@ -114,10 +117,25 @@ async function readCost(modelPath: string): Promise<{ forwardMs: number; readMs:
       }
       return median(times);
     };
+    // chorus reads through the patched binding's direct path when it is loaded (src/members/direct-reads.ts).
+    const direct = directEvaluator(sequence);
+    const timeRead = async (): Promise<number> => {
+      if (!direct) return time({ logits: { filter: { tokens: extra, includeTop: READ_TOP } }, totalLogitWeight: true });
+      await sequence.clearHistory();
+      await sequence.evaluateWithoutGeneratingNewTokens(ids.slice(0, 4));
+      const ask = new Map([[0, { topK: READ_TOP, ids: Uint32Array.from(extra), row: false }]]);
+      const times: number[] = [];
+      for (let i = 0; i < 24; i++) {
+        const started = performance.now();
+        await direct([ids[4 + (i % (ids.length - 4))]!], ask);
+        if (i >= 4) times.push(performance.now() - started);
+      }
+      return median(times);
+    };
     const forward = [await time({ token: true })];
-    const read = [await time({ logits: { filter: { tokens: extra, includeTop: READ_TOP } }, totalLogitWeight: true })];
+    const read = [await timeRead()];
     forward.push(await time({ token: true }));
-    read.push(await time({ logits: { filter: { tokens: extra, includeTop: READ_TOP } }, totalLogitWeight: true }));
+    read.push(await timeRead());
     const forwardMs = Math.min(...forward);
     return { forwardMs, readMs: Math.min(...read) - forwardMs };
   } finally {

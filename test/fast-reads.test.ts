@@ -3,7 +3,8 @@
  * reads what the stock binding reads. One process loads one binding, so each side runs in a child
  * process (test/helpers/read-dump.ts; CHORUS_STOCK_BINDING=1 for the stock one) and the JSON is
  * compared: the top k in order with the same logits, the filter's entries, totalLogitWeight (against
- * the exact sum of a full read), and the pair's greedy generations. Skipped when the patched build is absent, unless CI is set.
+ * the exact sum of a full read), and the pair's greedy generations; the patched side is read both
+ * through node-llama-cpp's sampler and through chorus's direct path (src/members/direct-reads.ts). Skipped when the patched build is absent, unless CI is set.
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -128,6 +129,14 @@ describe("the patched node-llama-cpp binding (fast reads) reads what the stock o
     assert.equal(stock.models[2]!.vocabularySize, 151669);
     compareModel(patched.models[2]!, stock.models[2]!);
     process.stdout.write(`# boundary ties: ${boundaryTies}; totalLogitWeight's largest relative error: patched ${largestPatchedError.toExponential(2)}, stock ${largestStockError.toExponential(2)}\n`);
+  });
+
+  test("chorus's direct reads (chorusReadLogits, no sampler) read what the stock binding reads, on all three models", () => {
+    patched.models.forEach((model, i) => {
+      assert.ok(model.direct, `${path.basename(model.model)}: the patched child made no direct reads`);
+      compareModel({ ...model, positions: model.direct }, stock.models[i]!);
+      assert.equal(model.directRowsMatch, true, `${path.basename(model.model)}: a direct row read differs from the stock full read`);
+    });
   });
 
   test("the pair's greedy generations (GaC, UniTE, one member alone) are the same text", () => {

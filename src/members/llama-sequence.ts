@@ -3,7 +3,8 @@ import type { Vocabulary } from "../tokens/vocabulary.js";
 import { commonPrefixLength } from "../tokens/token-lists.js";
 import { extendWithLogits, fromFullProbabilities, isExtensible, type SparseDistribution } from "./distribution.js";
 import { MemberError, type PositionRequest } from "./member.js";
-import { answer, covers, PositionReadCache, rowRead, topRead } from "./position-reads.js";
+import { answer, covers, directLookups, directRowRead, directTopRead, PositionReadCache, rowRead, topRead } from "./position-reads.js";
+import { directEvaluator, type DirectEvaluate, type RawPositionAsk, type RawPositionRead } from "./direct-reads.js";
 
 /**
  * Vocabularies up to this size are read a whole row of logits at a time: the row costs about what
@@ -11,6 +12,9 @@ import { answer, covers, PositionReadCache, rowRead, topRead } from "./position-
  * that position — healing's second look, UniTE's look-ups, an escalation — without decoding again.
  */
 const ROW_VOCABULARY = 8192;
+
+/** A row read also lists this many top ids in order (later requests rarely ask for more). */
+const ROW_TOP = 256;
 
 type GenerateNext =
   | { logits: true; totalLogitWeight: true }
@@ -36,6 +40,10 @@ interface PositionAsk {
 export class LlamaSequenceReader {
   private readonly cache = new PositionReadCache();
   private readonly rows: boolean;
+  /** Reads straight from llama.cpp's logits (chorus's patched binding), else node-llama-cpp's `controlledEvaluate`. */
+  private readonly direct: DirectEvaluate | undefined;
+  /** The read in progress: the direct path bypasses node-llama-cpp's per-sequence lock, so reads queue here. */
+  private busy: Promise<unknown> = Promise.resolve();
   /** Positions answered from earlier reads, and positions decoded (for benchmarks and tests). */
   readonly counts = { served: 0, decoded: 0, evaluations: 0 };
 
@@ -48,7 +56,9 @@ export class LlamaSequenceReader {
     private readonly exactReads = false,
   ) {
     this.rows = vocabulary.size <= ROW_VOCABULARY;
+    this.direct = directEvaluator(sequence);
   }
+
 
   async distributions(tokens: readonly number[], requests: readonly PositionRequest[]): Promise<SparseDistribution[]> {
     this.checkLength(tokens);
@@ -72,7 +82,13 @@ export class LlamaSequenceReader {
     }
   }
 
-  private async read(tokens: readonly number[], requests: readonly PositionRequest[]): Promise<SparseDistribution[]> {
+  private read(tokens: readonly number[], requests: readonly PositionRequest[]): Promise<SparseDistribution[]> {
+    const done = this.busy.then(() => this.readNow(tokens, requests));
+    this.busy = done.catch(() => undefined);
+    return done;
+  }
+
+  private async readNow(tokens: readonly number[], requests: readonly PositionRequest[]): Promise<SparseDistribution[]> {
     const common = commonPrefixLength(this.sequence.contextTokens, tokens);
     // A read at position p is of tokens[0..p]: it answers while those are what was evaluated.
     const fromCache = (r: PositionRequest): SparseDistribution | undefined => {
@@ -117,6 +133,7 @@ export class LlamaSequenceReader {
     if (start < this.sequence.nextTokenIndex) {
       await this.sequence.eraseContextTokenRanges([{ start, end: this.sequence.nextTokenIndex }]);
     }
+    if (this.direct) return this.evaluateDirect(this.direct, tokens.slice(start) as Token[], start, asks, missing);
     const input = tokens.slice(start).map((id, i) => {
       const ask = asks.get(start + i);
       return ask ? ([id as Token, { generateNext: this.generateNext(ask) }] as [Token, { generateNext: GenerateNext }]) : (id as Token);
@@ -144,6 +161,52 @@ export class LlamaSequenceReader {
       }
     }
     return uncached;
+  }
+
+  /** `evaluate` through the patched binding: every asked position read in node-llama-cpp's batch callback. */
+  private async evaluateDirect(
+    direct: DirectEvaluate,
+    tokens: readonly Token[],
+    start: number,
+    asks: ReadonlyMap<number, PositionAsk>,
+    missing: readonly PositionRequest[],
+  ): Promise<Map<PositionRequest, SparseDistribution>> {
+    const rawAsks = new Map<number, RawPositionAsk>();
+    for (const ask of asks.values()) {
+      const row = this.rows || ask.full;
+      rawAsks.set(ask.position - start, { topK: row ? Math.max(ROW_TOP, ask.topK) : ask.extendOnly ? 0 : ask.topK, ids: Uint32Array.from(ask.extraIds), row });
+    }
+    const reads = this.exactReads ? await this.directOneByOne(direct, tokens, rawAsks) : await direct(tokens, rawAsks);
+    this.counts.decoded += asks.size;
+    this.counts.evaluations++;
+    const uncached = new Map<PositionRequest, SparseDistribution>();
+    for (const ask of asks.values()) {
+      const raw = reads[ask.position - start];
+      if (!raw) throw new MemberError(this.memberName, "llama.cpp returned no logits");
+      if (raw.row && this.rows) {
+        this.cache.set(ask.position, directRowRead({ ...raw, row: raw.row }));
+      } else if (raw.row) {
+        // A full read of a large vocabulary is kept out of the cache (it is rare and big).
+        const read = directRowRead({ ...raw, row: raw.row });
+        for (const r of missing) if (r.position === ask.position) uncached.set(r, answer(read, r, this.vocabulary.size));
+      } else if (ask.extendOnly) {
+        const lookups = directLookups(raw);
+        this.cache.addLookups(ask.position, lookups);
+        for (const r of missing) if (r.position === ask.position) uncached.set(r, extendWithLogits(r.extend!, lookups));
+      } else {
+        this.cache.set(ask.position, directTopRead(raw));
+      }
+    }
+    return uncached;
+  }
+
+  private async directOneByOne(direct: DirectEvaluate, tokens: readonly Token[], asks: ReadonlyMap<number, RawPositionAsk>): Promise<(RawPositionRead | undefined)[]> {
+    const reads: (RawPositionRead | undefined)[] = [];
+    for (let i = 0; i < tokens.length; i++) {
+      const ask = asks.get(i);
+      reads.push((await direct([tokens[i]!], ask ? new Map([[0, ask]]) : new Map()))[0]);
+    }
+    return reads;
   }
 
   /** One llama.cpp decode per token: a position's logits then never depend on what was batched with it. */

@@ -1,25 +1,42 @@
 import { extendWithLogits, fromLogits, type DistributionRequest, type SparseDistribution } from "./distribution.js";
+import type { RawPositionRead } from "./direct-reads.js";
+
+/** Logits by id. */
+export interface LogitLookup {
+  get(id: number): number | undefined;
+  has(id: number): boolean;
+}
 
 /**
  * What was read at one position of a sequence: logits by id, the top of the vocabulary in
  * descending order, and the total logit weight `Σ exp(logit − maxLogit)` over the whole vocabulary.
  * A `row` read holds every logit (small vocabularies): it answers any request.
  */
-export interface PositionRead {
-  readonly logits: ReadonlyMap<number, number>;
+export type PositionRead = RowRead | TopRead;
+
+interface ReadBase {
   /** How many of the most probable ids are known in order (every id, for a row). */
   readonly topCount: number;
   /** The `count` (≤ topCount) most probable ids, in descending order. */
   top(count: number): readonly number[];
   readonly totalLogitWeight: number;
-  readonly row: boolean;
+}
+
+export interface RowRead extends ReadBase {
+  readonly row: true;
+  readonly logits: LogitLookup;
+}
+
+export interface TopRead extends ReadBase {
+  readonly row: false;
+  readonly logits: ReadonlyMap<number, number>;
 }
 
 /** Ids a row finds in one pass before it sorts the whole row (requests rarely ask for more). */
 const ROW_TOP = 256;
 
 /** The read of a whole row of logits (id → logit) with llama.cpp's total logit weight. */
-export function rowRead(logits: ReadonlyMap<number, number>, totalLogitWeight: number): PositionRead {
+export function rowRead(logits: ReadonlyMap<number, number>, totalLogitWeight: number): RowRead {
   const ids = Int32Array.from(logits.keys());
   const values = Float64Array.from(logits.values());
   const best = topIndexes(values, Math.min(ROW_TOP, ids.length)).map((i) => ids[i]!);
@@ -48,9 +65,47 @@ function topIndexes(values: Float64Array, count: number): number[] {
 }
 
 /** A top-k read: `logits` lists the top ids first, in descending order (as llama.cpp returns them), then any extras. */
-export function topRead(logits: ReadonlyMap<number, number>, topCount: number, totalLogitWeight: number): PositionRead {
+export function topRead(logits: ReadonlyMap<number, number>, topCount: number, totalLogitWeight: number): TopRead {
   const ids = [...logits.keys()].slice(0, topCount);
   return { logits, topCount: ids.length, top: (count) => ids.slice(0, count), totalLogitWeight, row: false };
+}
+
+/** A whole row read by the patched binding: logits by id from the row itself, its top from the binding's list. */
+export function directRowRead(raw: RawPositionRead & { readonly row: Float32Array }): RowRead {
+  const { row, topIds } = raw;
+  const logits: LogitLookup = {
+    get: (id) => (Number.isInteger(id) && id >= 0 && id < row.length ? row[id] : undefined),
+    has: (id) => Number.isInteger(id) && id >= 0 && id < row.length,
+  };
+  let sorted: number[] | undefined;
+  const top = (count: number): readonly number[] => {
+    if (count <= topIds.length) return Array.from(topIds.subarray(0, count));
+    sorted ??= Array.from(row.keys()).sort((a, b) => row[b]! - row[a]! || a - b);
+    return sorted.slice(0, count);
+  };
+  return { row: true, logits, topCount: row.length, top, totalLogitWeight: raw.totalLogitWeight };
+}
+
+/** A top-k read by the patched binding (the top ids, then the requested ones): the stock read's shape. */
+export function directTopRead(raw: RawPositionRead): TopRead {
+  const logits = new Map<number, number>();
+  raw.topIds.forEach((id, i) => logits.set(id, raw.topLogits[i]!));
+  raw.ids.forEach((id, i) => {
+    const logit = raw.idLogits[i]!;
+    if (!Number.isNaN(logit) && !logits.has(id)) logits.set(id, logit);
+  });
+  const ids = Array.from(raw.topIds);
+  return { row: false, logits, topCount: ids.length, top: (count) => ids.slice(0, count), totalLogitWeight: raw.totalLogitWeight };
+}
+
+/** The requested ids' logits of a read by the patched binding (for look-ups that extend an earlier read). */
+export function directLookups(raw: RawPositionRead): Map<number, number> {
+  const logits = new Map<number, number>();
+  raw.ids.forEach((id, i) => {
+    const logit = raw.idLogits[i]!;
+    if (!Number.isNaN(logit)) logits.set(id, logit);
+  });
+  return logits;
 }
 
 /** Whether `read` holds everything `request` asks for. */
@@ -120,12 +175,12 @@ export class PositionReadCache {
 }
 
 /** Two top-k reads of the same position: the longer top list, every logit either saw. */
-function merged(a: PositionRead, b: PositionRead): PositionRead {
+function merged(a: TopRead, b: TopRead): TopRead {
   return b.topCount > a.topCount ? withLogits(b, a.logits) : withLogits(a, b.logits);
 }
 
 /** `read` knowing more logits of the same position. */
-function withLogits(read: PositionRead, more: ReadonlyMap<number, number>): PositionRead {
+function withLogits(read: TopRead, more: ReadonlyMap<number, number>): TopRead {
   const logits = new Map(read.logits);
   for (const [id, logit] of more) if (!logits.has(id)) logits.set(id, logit);
   return { ...read, logits };

@@ -8,6 +8,7 @@
 import type { LlamaContextSequence, Token } from "node-llama-cpp";
 import { Ensemble } from "../../src/engine/ensemble.js";
 import { loadRuntime } from "../../src/members/runtime.js";
+import { directEvaluator, type RawPositionRead } from "../../src/members/direct-reads.js";
 import { PAIR } from "./models.js";
 
 export interface DumpRequest {
@@ -33,6 +34,10 @@ export interface ModelDump {
   readonly vocabularySize: number;
   readonly extraIds: number[];
   readonly positions: PositionRead[];
+  /** The same reads through chorus's direct path (src/members/direct-reads.ts), when the patched binding is loaded. */
+  readonly direct?: PositionRead[];
+  /** Whether every direct row read (`row: true`) held exactly the full read's logits. */
+  readonly directRowsMatch?: boolean;
 }
 
 export interface Dump {
@@ -51,6 +56,46 @@ async function readAll(sequence: LlamaContextSequence, tokens: Token[], generate
   await sequence.clearHistory();
   const results = await sequence.controlledEvaluate(tokens.map((token) => [token, { generateNext }] as [Token, { generateNext: object }]));
   return results.map((r) => (r?.next ?? {}) as unknown as Map<number, unknown>);
+}
+
+/** (id, logit) entries as the binding lists them: the top ids in order, then the other requested ids by descending logit. */
+function entries(read: RawPositionRead, top: number): [number, number][] {
+  const listed: [number, number][] = Array.from(read.topIds.subarray(0, top), (id, i) => [id, read.topLogits[i]!]);
+  const seen = new Set(listed.map(([id]) => id));
+  const extras: [number, number][] = [];
+  read.ids.forEach((id, i) => {
+    if (!seen.has(id) && !Number.isNaN(read.idLogits[i]!)) extras.push([id, read.idLogits[i]!]);
+    seen.add(id);
+  });
+  return listed.concat(extras.sort((a, b) => b[1] - a[1] || a[0] - b[0]));
+}
+
+async function readDirect(
+  sequence: LlamaContextSequence,
+  tokens: Token[],
+  topK: number,
+  extraIds: number[],
+  exact: number[],
+  full: Map<number, unknown>[],
+): Promise<Pick<ModelDump, "direct" | "directRowsMatch">> {
+  const direct = directEvaluator(sequence);
+  if (!direct) return {};
+  const ids = Uint32Array.from(extraIds);
+  const readAllDirect = async (ask: { topK: number; ids: Uint32Array; row: boolean }) => {
+    await sequence.clearHistory();
+    return direct(tokens, new Map(tokens.map((_, i) => [i, ask])));
+  };
+  const tops = await readAllDirect({ topK, ids, row: false });
+  const filtered = await readAllDirect({ topK: 0, ids, row: false });
+  const rows = await readAllDirect({ topK, ids, row: true });
+  const directRowsMatch = rows.every((read, i) => {
+    const logits = (full[i] as unknown as { logits: Map<number, number> }).logits;
+    return read?.row !== undefined && read.row.length === logits.size && [...logits].every(([id, v]) => read.row![id] === v);
+  });
+  return {
+    direct: tops.map((read, i) => ({ top: entries(read!, topK), totalLogitWeight: read!.totalLogitWeight, exactTotalLogitWeight: exact[i]!, filtered: entries(filtered[i]!, 0) })),
+    directRowsMatch,
+  };
 }
 
 async function main(): Promise<void> {
@@ -78,7 +123,8 @@ async function main(): Promise<void> {
       const f = filtered[i] as unknown as { logits: Map<number, number> };
       return { top: [...n.logits.entries()], totalLogitWeight: n.totalLogitWeight, exactTotalLogitWeight: exact[i]!, filtered: [...f.logits.entries()] };
     });
-    models.push({ model: modelPath, vocabularySize, extraIds, positions });
+    const direct = await readDirect(sequence, tokens, request.topK, extraIds, exact, full);
+    models.push({ model: modelPath, vocabularySize, extraIds, positions, ...direct });
     await context.dispose();
     await model.dispose();
   }

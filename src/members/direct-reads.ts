@@ -1,0 +1,71 @@
+import type { LlamaContextSequence, Token } from "node-llama-cpp";
+
+/**
+ * What one evaluated position was read for, straight from llama.cpp's logits by chorus's patched
+ * binding (`chorusReadLogits`, native/addon-fast-reads.patch).
+ */
+export interface RawPositionRead {
+  /** Σ exp(logit − maxLogit) over the whole vocabulary, summed in double. */
+  readonly totalLogitWeight: number;
+  /** The most probable ids in descending logit order (ties: lower id first). */
+  readonly topIds: Int32Array;
+  readonly topLogits: Float32Array;
+  /** The requested ids and their logits (NaN for an id outside the vocabulary). */
+  readonly ids: Uint32Array;
+  readonly idLogits: Float32Array;
+  /** Every logit by id, when the row was asked for. */
+  readonly row?: Float32Array;
+}
+
+/** What to read at one position of the evaluated tokens. */
+export interface RawPositionAsk {
+  readonly topK: number;
+  readonly ids: Uint32Array;
+  readonly row: boolean;
+}
+
+type NativeRead = [number, Int32Array, Float32Array, Float32Array, Float32Array?];
+
+/**
+ * node-llama-cpp 3.22 internals the direct path drives: the sequence's queue into its context's
+ * batches, and the binding's context object. The patched binding is built for one node-llama-cpp
+ * version (its recipe names it), so these are present whenever `chorusReadLogits` is.
+ */
+interface SequenceInternals {
+  readonly _tokenMeter: unknown;
+  readonly _contextShift: { readonly size: unknown; readonly strategy: unknown };
+  readonly _context: { readonly _ctx: { chorusReadLogits?: (batchLogitIndex: number, topK: number, ids: Uint32Array, copyRow: boolean) => NativeRead } };
+  _decodeTokens(
+    tokens: Token[],
+    logits: boolean[],
+    evaluationPriority: undefined,
+    tokenMeter: unknown,
+    contextShift: { size: unknown; strategy: unknown },
+    logitDataMapper: (batchLogitIndex: number, tokenIndex: number) => RawPositionRead,
+  ): Promise<(RawPositionRead | undefined)[]>;
+}
+
+/**
+ * Evaluates tokens on a sequence and reads the asked positions synchronously inside
+ * node-llama-cpp's batch callback, while llama.cpp still holds their logits. Compared with
+ * `controlledEvaluate` it spares each call a sampler (made, configured and disposed per call) and
+ * each read a trip to a worker thread and a copy of the vocabulary into sampling candidates.
+ */
+export type DirectEvaluate = (tokens: readonly Token[], asks: ReadonlyMap<number, RawPositionAsk>) => Promise<(RawPositionRead | undefined)[]>;
+
+/** The direct path for `sequence`, or undefined under node-llama-cpp's stock binding (which has no `chorusReadLogits`). */
+export function directEvaluator(sequence: LlamaContextSequence): DirectEvaluate | undefined {
+  const internals = sequence as unknown as SequenceInternals;
+  const native = internals._context?._ctx;
+  if (typeof native?.chorusReadLogits !== "function" || typeof internals._decodeTokens !== "function" || !internals._contextShift) return undefined;
+  const read = native.chorusReadLogits.bind(native);
+  return async (tokens, asks) => {
+    const flags = tokens.map((_, i) => asks.has(i));
+    const shift = { size: internals._contextShift.size, strategy: internals._contextShift.strategy };
+    return internals._decodeTokens([...tokens], flags, undefined, internals._tokenMeter, shift, (batchLogitIndex, tokenIndex) => {
+      const ask = asks.get(tokenIndex)!;
+      const [totalLogitWeight, topIds, topLogits, idLogits, row] = read(batchLogitIndex, ask.topK, ask.ids, ask.row);
+      return { totalLogitWeight, topIds, topLogits, ids: ask.ids, idLogits, ...(row ? { row } : {}) };
+    });
+  };
+}
