@@ -3,18 +3,28 @@ import type { Vocabulary } from "../tokens/vocabulary.js";
 import { commonPrefixLength } from "../tokens/token-lists.js";
 import { extendWithLogits, fromFullProbabilities, isExtensible, type SparseDistribution } from "./distribution.js";
 import { MemberError, type PositionRequest } from "./member.js";
-import { answer, covers, directLookups, directRowRead, directTopRead, PositionReadCache, rowRead, topRead } from "./position-reads.js";
+import { answer, covers, directRowRead, PositionReadCache, rowRead, topRead } from "./position-reads.js";
 import { directEvaluator, type DirectEvaluate, type RawPositionAsk, type RawPositionRead } from "./direct-reads.js";
 
 /**
- * Vocabularies up to this size are read a whole row of logits at a time: the row costs about what
- * a top-k read costs (llama.cpp sorts the vocabulary for either) and answers any later request at
- * that position — healing's second look, UniTE's look-ups, an escalation — without decoding again.
+ * Under node-llama-cpp's stock binding, vocabularies up to this size are read a whole row of logits
+ * at a time: the row costs about what a top-k read costs (llama.cpp sorts the vocabulary for
+ * either) and answers any later request at that position — healing's second look, UniTE's
+ * look-ups, an escalation — without decoding again. The direct path (patched binding) reads a
+ * whole row at every size: a copy of the row costs a fraction of a millisecond even at 152k tokens,
+ * while decoding a position again costs a forward pass (a healed step asks again for the position
+ * before its tail, which the step before read).
  */
 const ROW_VOCABULARY = 8192;
 
 /** A row read also lists this many top ids in order (later requests rarely ask for more). */
 const ROW_TOP = 256;
+
+/** Kept reads per sequence: positions behind the end, and at most this many bytes of rows. */
+const KEEP_BEHIND = 64;
+const KEPT_ROW_BYTES = 16 * 1024 * 1024;
+/** At least a healed tail (the engine heals up to 4 tokens) and the positions before it. */
+const MIN_KEPT_ROWS = 8;
 
 type GenerateNext =
   | { logits: true; totalLogitWeight: true }
@@ -38,7 +48,7 @@ interface PositionAsk {
  * so a position is decoded once, however often it is asked about.
  */
 export class LlamaSequenceReader {
-  private readonly cache = new PositionReadCache();
+  private readonly cache: PositionReadCache;
   private readonly rows: boolean;
   /** Reads straight from llama.cpp's logits (chorus's patched binding), else node-llama-cpp's `controlledEvaluate`. */
   private readonly direct: DirectEvaluate | undefined;
@@ -55,8 +65,10 @@ export class LlamaSequenceReader {
     private readonly trainContextSize: number,
     private readonly exactReads = false,
   ) {
-    this.rows = vocabulary.size <= ROW_VOCABULARY;
     this.direct = directEvaluator(sequence);
+    this.rows = this.direct !== undefined || vocabulary.size <= ROW_VOCABULARY;
+    const rowsKept = Math.floor(KEPT_ROW_BYTES / (4 * Math.max(1, vocabulary.size)));
+    this.cache = new PositionReadCache(this.rows ? Math.max(MIN_KEPT_ROWS, Math.min(KEEP_BEHIND, rowsKept)) : KEEP_BEHIND);
   }
 
 
@@ -133,7 +145,7 @@ export class LlamaSequenceReader {
     if (start < this.sequence.nextTokenIndex) {
       await this.sequence.eraseContextTokenRanges([{ start, end: this.sequence.nextTokenIndex }]);
     }
-    if (this.direct) return this.evaluateDirect(this.direct, tokens.slice(start) as Token[], start, asks, missing);
+    if (this.direct) return this.evaluateDirect(this.direct, tokens.slice(start) as Token[], start, asks);
     const input = tokens.slice(start).map((id, i) => {
       const ask = asks.get(start + i);
       return ask ? ([id as Token, { generateNext: this.generateNext(ask) }] as [Token, { generateNext: GenerateNext }]) : (id as Token);
@@ -163,41 +175,25 @@ export class LlamaSequenceReader {
     return uncached;
   }
 
-  /** `evaluate` through the patched binding: every asked position read in node-llama-cpp's batch callback. */
+  /** `evaluate` through the patched binding: every asked position read as a whole row in node-llama-cpp's batch callback. */
   private async evaluateDirect(
     direct: DirectEvaluate,
     tokens: readonly Token[],
     start: number,
     asks: ReadonlyMap<number, PositionAsk>,
-    missing: readonly PositionRequest[],
   ): Promise<Map<PositionRequest, SparseDistribution>> {
     const rawAsks = new Map<number, RawPositionAsk>();
-    for (const ask of asks.values()) {
-      const row = this.rows || ask.full;
-      rawAsks.set(ask.position - start, { topK: row ? Math.max(ROW_TOP, ask.topK) : ask.extendOnly ? 0 : ask.topK, ids: Uint32Array.from(ask.extraIds), row });
-    }
+    for (const ask of asks.values()) rawAsks.set(ask.position - start, { topK: Math.max(ROW_TOP, ask.topK), ids: Uint32Array.from(ask.extraIds), row: true });
     const reads = this.exactReads ? await this.directOneByOne(direct, tokens, rawAsks) : await direct(tokens, rawAsks);
     this.counts.decoded += asks.size;
     this.counts.evaluations++;
-    const uncached = new Map<PositionRequest, SparseDistribution>();
     for (const ask of asks.values()) {
       const raw = reads[ask.position - start];
-      if (!raw) throw new MemberError(this.memberName, "llama.cpp returned no logits");
-      if (raw.row && this.rows) {
-        this.cache.set(ask.position, directRowRead({ ...raw, row: raw.row }));
-      } else if (raw.row) {
-        // A full read of a large vocabulary is kept out of the cache (it is rare and big).
-        const read = directRowRead({ ...raw, row: raw.row });
-        for (const r of missing) if (r.position === ask.position) uncached.set(r, answer(read, r, this.vocabulary.size));
-      } else if (ask.extendOnly) {
-        const lookups = directLookups(raw);
-        this.cache.addLookups(ask.position, lookups);
-        for (const r of missing) if (r.position === ask.position) uncached.set(r, extendWithLogits(r.extend!, lookups));
-      } else {
-        this.cache.set(ask.position, directTopRead(raw));
-      }
+      if (!raw?.row) throw new MemberError(this.memberName, "llama.cpp returned no logits");
+      this.cache.set(ask.position, directRowRead({ ...raw, row: raw.row }));
     }
-    return uncached;
+    // Every asked position is now a kept row, which answers any request.
+    return new Map();
   }
 
   private async directOneByOne(direct: DirectEvaluate, tokens: readonly Token[], asks: ReadonlyMap<number, RawPositionAsk>): Promise<(RawPositionRead | undefined)[]> {

@@ -77,35 +77,23 @@ export function directRowRead(raw: RawPositionRead & { readonly row: Float32Arra
     get: (id) => (Number.isInteger(id) && id >= 0 && id < row.length ? row[id] : undefined),
     has: (id) => Number.isInteger(id) && id >= 0 && id < row.length,
   };
-  let sorted: number[] | undefined;
-  const top = (count: number): readonly number[] => {
-    if (count <= topIds.length) return Array.from(topIds.subarray(0, count));
-    sorted ??= Array.from(row.keys()).sort((a, b) => row[b]! - row[a]! || a - b);
-    return sorted.slice(0, count);
-  };
+  const top = (count: number): readonly number[] => (count <= topIds.length ? Array.from(topIds.subarray(0, count)) : topOfRow(row, count));
   return { row: true, logits, topCount: row.length, top, totalLogitWeight: raw.totalLogitWeight };
 }
 
-/** A top-k read by the patched binding (the top ids, then the requested ones): the stock read's shape. */
-export function directTopRead(raw: RawPositionRead): TopRead {
-  const logits = new Map<number, number>();
-  raw.topIds.forEach((id, i) => logits.set(id, raw.topLogits[i]!));
-  raw.ids.forEach((id, i) => {
-    const logit = raw.idLogits[i]!;
-    if (!Number.isNaN(logit) && !logits.has(id)) logits.set(id, logit);
-  });
-  const ids = Array.from(raw.topIds);
-  return { row: false, logits, topCount: ids.length, top: (count) => ids.slice(0, count), totalLogitWeight: raw.totalLogitWeight };
-}
-
-/** The requested ids' logits of a read by the patched binding (for look-ups that extend an earlier read). */
-export function directLookups(raw: RawPositionRead): Map<number, number> {
-  const logits = new Map<number, number>();
-  raw.ids.forEach((id, i) => {
-    const logit = raw.idLogits[i]!;
-    if (!Number.isNaN(logit)) logits.set(id, logit);
-  });
-  return logits;
+/**
+ * The ids of a row's `count` highest logits in descending order (ties: lower id first), without
+ * sorting the ids of the whole row: the count-th highest value from a sorted copy of the values
+ * (a native typed-array sort), then only the ids at or above it are ordered.
+ */
+function topOfRow(row: Float32Array, count: number): number[] {
+  const n = Math.min(count, row.length);
+  if (n <= 0) return [];
+  const threshold = row.slice().sort()[row.length - n]!;
+  const ids: number[] = [];
+  for (let id = 0; id < row.length; id++) if (row[id]! >= threshold) ids.push(id);
+  ids.sort((a, b) => row[b]! - row[a]! || a - b);
+  return ids.slice(0, n);
 }
 
 /** Whether `read` holds everything `request` asks for. */
