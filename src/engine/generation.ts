@@ -398,7 +398,8 @@ export class Generation {
     return result;
   }
 
-  private fetchFirst = (i: number): FetchPlan => ({ topK: this.firstFetches[i]!, full: this.settings.fullDistributions });
+  /** A member generating alone keeps its own boundaries, so its positions are never asked about again. */
+  private fetchFirst = (i: number): FetchPlan => ({ topK: this.firstFetches[i]!, full: this.settings.fullDistributions, ...(this.active.length === 1 ? { once: true } : {}) });
 
   /** One step's vote: evaluate (the primary first when gated), then the method combines and chooses. */
   private async vote(): Promise<Vote> {

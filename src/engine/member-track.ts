@@ -47,6 +47,8 @@ export interface FetchPlan {
   readonly texts?: readonly string[];
   /** Add the texts to the last evaluation's distributions instead of ranking the vocabulary again. */
   readonly extendLast?: boolean;
+  /** The position will not be asked about again (see DistributionRequest.once). */
+  readonly once?: boolean;
 }
 
 /** The member's token list and the positions to read, for one evaluation. */
@@ -228,14 +230,14 @@ export class MemberTrack {
           for (const id of tokensExtending(vocab, rest, EXTENSIONS_LISTED).ids) if (!extra.includes(id)) extra.push(id);
         }
         for (const t of fetch.texts ?? []) this.idsFor(rest + t, extra);
-        requests.push({ position: last - tail.length + level, topK: fetch.topK, extraIds: extra, full: fetch.full });
+        requests.push({ position: last - tail.length + level, topK: fetch.topK, extraIds: extra, full: fetch.full, ...(fetch.once ? { once: true } : {}) });
         if (level < tail.length) rest = rest.slice(vocab.surfaces[tail[level]!]!.length);
       }
       return { tokens, tail, requests };
     }
     const extra: number[] = [];
     for (const t of fetch.texts ?? []) this.idsFor(t, extra);
-    return { tokens, requests: [{ position: last, topK: fetch.topK, extraIds: extra, full: fetch.full }] };
+    return { tokens, requests: [{ position: last, topK: fetch.topK, extraIds: extra, full: fetch.full, ...(fetch.once ? { once: true } : {}) }] };
   }
 
   /** Like `plan`, but when the member is still where it was last evaluated, reuses those answers. */

@@ -32,6 +32,11 @@ export interface DistributionRequest {
    * without ranking the vocabulary again (cheap), instead of a new top list.
    */
   readonly extend?: SparseDistribution;
+  /**
+   * The caller will not ask about this position again (a member generating alone never heals over
+   * its own boundary): a reader need not keep more of it than the answer.
+   */
+  readonly once?: boolean;
 }
 
 /**

@@ -3,7 +3,7 @@ import type { Vocabulary } from "../tokens/vocabulary.js";
 import { commonPrefixLength } from "../tokens/token-lists.js";
 import { extendWithLogits, fromFullProbabilities, isExtensible, type SparseDistribution } from "./distribution.js";
 import { MemberError, type PositionRequest } from "./member.js";
-import { answer, covers, directRowRead, PositionReadCache, rowRead, topRead } from "./position-reads.js";
+import { answer, covers, directRowRead, directTopRead, PositionReadCache, rowRead, topRead } from "./position-reads.js";
 import { directEvaluator, type DirectEvaluate, type RawPositionAsk, type RawPositionRead } from "./direct-reads.js";
 
 /**
@@ -39,6 +39,8 @@ interface PositionAsk {
   readonly full: boolean;
   /** Only look-ups that extend an earlier read (no top list, no total: cheap). */
   readonly extendOnly: boolean;
+  /** Every request here said it will not ask again. */
+  readonly once: boolean;
 }
 
 /**
@@ -137,6 +139,7 @@ export class LlamaSequenceReader {
         extraIds: new Set([...(ask?.extraIds ?? []), ...(r.extraIds ?? [])]),
         full: (ask?.full ?? false) || (r.full ?? false),
         extendOnly: (ask?.extendOnly ?? true) && extendOnly,
+        once: (ask?.once ?? true) && r.once === true,
       });
     }
     const start = Math.min(common, ...asks.keys());
@@ -183,16 +186,21 @@ export class LlamaSequenceReader {
     asks: ReadonlyMap<number, PositionAsk>,
   ): Promise<Map<PositionRequest, SparseDistribution>> {
     const rawAsks = new Map<number, RawPositionAsk>();
-    for (const ask of asks.values()) rawAsks.set(ask.position - start, { topK: Math.max(ROW_TOP, ask.topK), ids: Uint32Array.from(ask.extraIds), row: true });
+    // A position asked once on a large vocabulary is read as its top and ids (a row would be copied for nothing).
+    const rowFor = (ask: PositionAsk) => ask.full || !ask.once || this.vocabulary.size <= ROW_VOCABULARY;
+    for (const ask of asks.values()) {
+      const row = rowFor(ask);
+      rawAsks.set(ask.position - start, { topK: row ? Math.max(ROW_TOP, ask.topK) : ask.topK, ids: Uint32Array.from(ask.extraIds), row });
+    }
     const reads = this.exactReads ? await this.directOneByOne(direct, tokens, rawAsks) : await direct(tokens, rawAsks);
     this.counts.decoded += asks.size;
     this.counts.evaluations++;
     for (const ask of asks.values()) {
       const raw = reads[ask.position - start];
-      if (!raw?.row) throw new MemberError(this.memberName, "llama.cpp returned no logits");
-      this.cache.set(ask.position, directRowRead({ ...raw, row: raw.row }));
+      if (!raw || (rowFor(ask) && !raw.row)) throw new MemberError(this.memberName, "llama.cpp returned no logits");
+      this.cache.set(ask.position, raw.row ? directRowRead({ ...raw, row: raw.row }) : directTopRead(raw));
     }
-    // Every asked position is now a kept row, which answers any request.
+    // Every asked position is now a kept read that answers its requests.
     return new Map();
   }
 

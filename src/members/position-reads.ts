@@ -96,6 +96,18 @@ function topOfRow(row: Float32Array, count: number): number[] {
   return ids.slice(0, n);
 }
 
+/** A top-k read by the patched binding (the top ids, then the requested ones): the stock read's shape. */
+export function directTopRead(raw: RawPositionRead): TopRead {
+  const logits = new Map<number, number>();
+  raw.topIds.forEach((id, i) => logits.set(id, raw.topLogits[i]!));
+  raw.ids.forEach((id, i) => {
+    const logit = raw.idLogits[i]!;
+    if (!Number.isNaN(logit) && !logits.has(id)) logits.set(id, logit);
+  });
+  const ids = Array.from(raw.topIds);
+  return { row: false, logits, topCount: ids.length, top: (count) => ids.slice(0, count), totalLogitWeight: raw.totalLogitWeight };
+}
+
 /** Whether `read` holds everything `request` asks for. */
 export function covers(read: PositionRead, request: DistributionRequest): boolean {
   if (read.row) return true;
