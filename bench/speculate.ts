@@ -3,7 +3,8 @@
  * share of drafted pieces the ensemble kept, llama.cpp evaluations per step for each member, and
  * whether the text is the plain ensemble's. Setups: the shared pair (each member drafting), the
  * same model listed twice (every draft kept: the mechanical bound), and a cheap drafter with a
- * costly generated verifier (the setting speculative decoding is made for).
+ * costly generated verifier (the setting speculative decoding is made for). Every run starts from
+ * empty kept reads (LlamaMember.forgetReads), since the runs repeat the same prompts.
  * Run: node --import tsx bench/speculate.ts [--steps 96]
  */
 import { parseArgs } from "node:util";
@@ -17,7 +18,10 @@ const STEPS = Number(values.steps);
 const PROMPTS = ["Once upon a time, there was a little girl named Lily. She", "The dog ran to the park and"];
 
 async function setup(label: string, spec: EnsembleSpec, drafters: readonly string[], ks: readonly number[]): Promise<void> {
-  const ensemble = await Ensemble.create({ ...spec, threads: 1, contextSize: 1024 });
+  // speculate in the spec: members get a side sequence per generation (steps off the drafted batch are read there).
+  const ensemble = await Ensemble.create({ ...spec, threads: 1, contextSize: 1024, speculate: { k: 4, draft: drafters[0] } });
+  // Kept reads would serve a repeated prompt: every run starts from empty caches.
+  const forget = () => ensemble.forgetReads();
   const evaluations = () => ensemble.members.map((m) => (m instanceof LlamaMember ? m.readCounts.evaluations : 0));
   const run = async (speculate: GenerateOptions["speculate"]) => {
     let ms = 0;
@@ -27,6 +31,7 @@ async function setup(label: string, spec: EnsembleSpec, drafters: readonly strin
     const texts: string[] = [];
     const before = evaluations();
     for (const prompt of PROMPTS) {
+      await forget();
       const r = await ensemble.generate({ text: prompt }, { method: "gac", maxSteps: STEPS, maxTokens: Infinity, stop: [], speculate });
       ms += r.timings.totalMs;
       steps += r.steps;
@@ -42,6 +47,7 @@ async function setup(label: string, spec: EnsembleSpec, drafters: readonly strin
     const names = ensemble.members.map((m) => m.name);
     const alone: Record<string, number> = {};
     for (const name of names) {
+      await forget();
       const r = await ensemble.generate({ text: PROMPTS[0]! }, { only: name, maxSteps: STEPS, maxTokens: Infinity, stop: [] });
       alone[name] = r.timings.totalMs / r.steps;
     }

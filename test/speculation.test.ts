@@ -83,7 +83,8 @@ describe("speculative ensembling on the shared pair", () => {
   let exact: Ensemble;
   let batched: Ensemble;
   before(async () => {
-    exact = await Ensemble.create({ members: PAIR, threads: 1, contextSize: 512, exactReads: true });
+    // Speculation configured for the ensemble: each member reads steps off the drafted batch on a side sequence.
+    exact = await Ensemble.create({ members: PAIR, threads: 1, contextSize: 512, exactReads: true, speculate: { k: 4 } });
     batched = await Ensemble.create({ members: PAIR, threads: 1, contextSize: 512 });
   });
   after(async () => {
@@ -104,6 +105,8 @@ describe("speculative ensembling on the shared pair", () => {
   const PROMPTS = ["Once upon a time, there was a little girl named Lily. She", "The dog ran to the park and", "Tom had a red ball. One day, he"];
 
   test("with exact reads, every method's greedy steps under speculation are the plain ensemble's, bit for bit", async () => {
+    const sides = () => exact.members.reduce((n, m) => n + (m as LlamaMember).readCounts.sideEvaluations, 0);
+    const sidesBefore = sides();
     const settings: [string, GenerateOptions][] = [
       ["gac", { method: "gac" }],
       ["gac, gated", { method: "gac", gate: { threshold: 0.6 } }],
@@ -131,6 +134,8 @@ describe("speculative ensembling on the shared pair", () => {
         }
       }
     }
+    // Steps off the drafted batch were read on side sequences (with the patched binding's direct path), and still matched.
+    if ((exact.members[0] as LlamaMember).directReads) assert.ok(sides() > sidesBefore, "no step was read on a side sequence");
   });
 
   test("batched verification: the member that does not draft answers more of its steps from reads made ahead", async () => {

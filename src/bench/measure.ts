@@ -97,24 +97,30 @@ function methodRuns(method: MethodName): [string, GenerateOptions][] {
 export async function benchEnsemble(spec: EnsembleSpec, options: BenchOptions): Promise<BenchRow[]> {
   const hasPrimary = spec.members.some((m) => m.primary);
   const threshold = options.threshold ?? spec.gate?.threshold ?? 0.9;
-  const runs: [string, GenerateOptions][] = spec.members.map((m) => [`${m.name} alone`, { only: m.name, gate: null }]);
+  const runs: [string, GenerateOptions][] = spec.members.map((m) => [`${m.name} alone`, { only: m.name, gate: null, speculate: null }]);
   if (spec.members.length > 1) {
     // GaC and UniTE need nothing more than the members; the config's own method (EVA, DeePEn) is measured too.
     const methods = options.methods ?? [...new Set<MethodName>(["gac", "unite", "bytes", ...(spec.method ? [spec.method] : [])])];
     for (const [label, methodOptions] of methods.flatMap(methodRuns)) {
-      runs.push([label, { ...methodOptions, gate: null }]);
-      if (hasPrimary) runs.push([`${label} gated ${threshold}`, { ...methodOptions, gate: { threshold } }]);
+      runs.push([label, { ...methodOptions, gate: null, speculate: null }]);
+      if (hasPrimary) runs.push([`${label} gated ${threshold}`, { ...methodOptions, gate: { threshold }, speculate: null }]);
     }
     const drafter = spec.members.find((m) => m.primary)?.name ?? spec.members[0]!.name;
     for (const k of options.speculateK ?? [2, 4, 8]) runs.push([`GaC speculate k=${k} (${drafter} drafts)`, { method: "gac", gate: null, speculate: { k, draft: drafter } }]);
   }
   if (!hasPrimary && spec.members.length > 1) options.log?.("  no member has primary: true, so the gated rows are left out");
-  const ensemble = await Ensemble.create({ ...spec, gate: undefined, stop: [] });
+  // Speculation in the spec gives each member a side sequence for steps off the drafted batch (the
+  // speculative rows); every other row asks for no speculation.
+  const speculating = spec.members.length > 1 && (options.speculateK ?? [2, 4, 8]).length > 0;
+  const speculate = spec.speculate ?? (speculating ? { k: 4 } : undefined);
+  const ensemble = await Ensemble.create({ ...spec, gate: undefined, stop: [], ...(speculate ? { speculate } : {}) });
   options.onBackend?.(ensemble.backend);
   const rows: BenchRow[] = [];
   try {
-    await ensemble.generate({ text: options.prompt }, { maxSteps: 4, gate: null }); // warm-up
+    await ensemble.generate({ text: options.prompt }, { maxSteps: 4, gate: null, speculate: null }); // warm-up
     for (const [system, generateOptions] of runs) {
+      // Each row starts from empty caches: kept reads of an earlier row would serve the same prompt.
+      await ensemble.forgetReads();
       // No stop strings and greedy decoding: every row generates `steps` steps unless a member ends the text.
       const result = await ensemble.generate(
         { text: options.prompt },

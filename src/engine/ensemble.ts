@@ -53,6 +53,8 @@ export class Ensemble {
       gpu: spec.gpu,
       exactReads: spec.exactReads,
       parallel: spec.parallel,
+      // Speculation configured for the ensemble: each generation gets a side sequence per member.
+      sidePaths: spec.speculate !== undefined,
     });
     return new Ensemble(spec, members);
   }
@@ -152,6 +154,11 @@ export class Ensemble {
 
   async dispose(): Promise<void> {
     await Promise.all(this.members.map((m) => m.dispose()));
+  }
+
+  /** Every member forgets its kept reads and KV caches (see Member.forgetReads); call between generations. */
+  async forgetReads(): Promise<void> {
+    await Promise.all(this.members.map((m) => m.forgetReads?.()));
   }
 
   /** The drafter (by index) and k, when speculation is on and at least two members vote. */

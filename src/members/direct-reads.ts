@@ -53,6 +53,22 @@ interface SequenceInternals {
  */
 export type DirectEvaluate = (tokens: readonly Token[], asks: ReadonlyMap<number, RawPositionAsk>) => Promise<(RawPositionRead | undefined)[]>;
 
+interface CopyInternals {
+  _copyStateFromOtherSequence?(other: LlamaContextSequence, upToTokenIndex: number): Promise<boolean>;
+}
+
+/**
+ * Makes `target` hold `source`'s first `upTo` tokens by copying their KV cells (llama.cpp's
+ * `llama_memory_seq_cp`: no forward pass), through node-llama-cpp's internal
+ * `_copyStateFromOtherSequence`. False when this node-llama-cpp has no such method or the copy
+ * did not take (then the target is left for the caller to re-decode).
+ */
+export async function copySequencePrefix(target: LlamaContextSequence, source: LlamaContextSequence, upTo: number): Promise<boolean> {
+  const copy = (target as unknown as CopyInternals)._copyStateFromOtherSequence;
+  if (typeof copy !== "function") return false;
+  return copy.call(target, source, upTo);
+}
+
 /** The direct path for `sequence`, or undefined under node-llama-cpp's stock binding (which has no `chorusReadLogits`). */
 export function directEvaluator(sequence: LlamaContextSequence): DirectEvaluate | undefined {
   const internals = sequence as unknown as SequenceInternals;

@@ -18,6 +18,8 @@ export interface MemberDefaults {
   readonly gpu?: GpuSetting;
   /** Sequences of each local member's context (generations at once); default 1. */
   readonly parallel?: number;
+  /** A second sequence per generation for speculation (see LlamaMemberOptions.sidePaths). */
+  readonly sidePaths?: boolean;
 }
 
 /** A local member as `createMember` loads it: on this runtime, with this many layers on the GPU. */
@@ -38,7 +40,7 @@ export async function createMembers(specs: readonly MemberSpec[], defaults: Memb
   const members: Member[] = [];
   try {
     for (const spec of specs) {
-      members.push(await createMember(spec, { contextSize: defaults.contextSize, exactReads: defaults.exactReads, parallel: defaults.parallel, threads: 1, ...plans.get(spec) }));
+      members.push(await createMember(spec, { contextSize: defaults.contextSize, exactReads: defaults.exactReads, parallel: defaults.parallel, sidePaths: defaults.sidePaths, threads: 1, ...plans.get(spec) }));
     }
   } catch (error) {
     await Promise.all(members.map((m) => m.dispose()));
@@ -55,7 +57,7 @@ async function planLocals(locals: readonly MemberSpec[], defaults: MemberDefault
   if (runtime.device !== "cpu" && gpu !== false) {
     const placed = await fitOnGpu(
       runtime.llama,
-      withModel.map((s) => ({ name: s.name, modelPath: s.model!, gpuLayers: s.gpuLayers ?? "auto", contextSize: s.contextSize ?? defaults.contextSize, sequences: defaults.parallel })),
+      withModel.map((s) => ({ name: s.name, modelPath: s.model!, gpuLayers: s.gpuLayers ?? "auto", contextSize: s.contextSize ?? defaults.contextSize, sequences: (defaults.parallel ?? 1) * (defaults.sidePaths ? 2 : 1) })),
       deviceName(runtime.device),
     );
     withModel.forEach((s, i) => layers.set(s, placed[i]!));
@@ -86,7 +88,7 @@ function fileSize(path: string): number {
 /** Builds the member a spec describes: a model in this process, or (with `url`) one on a server. */
 export async function createMember(
   spec: MemberSpec,
-  defaults: { threads: number; contextSize?: number; parallel?: number; gpuLayers?: number; runtime?: Runtime; exactReads?: boolean },
+  defaults: { threads: number; contextSize?: number; parallel?: number; sidePaths?: boolean; gpuLayers?: number; runtime?: Runtime; exactReads?: boolean },
 ): Promise<Member> {
   if (spec.url !== undefined) {
     if (spec.tokenizer === undefined) {
@@ -121,5 +123,6 @@ export async function createMember(
     gpuLayers: defaults.gpuLayers,
     runtime: defaults.runtime,
     parallel: defaults.parallel,
+    sidePaths: defaults.sidePaths,
   });
 }

@@ -4,7 +4,7 @@ import { commonPrefixLength } from "../tokens/token-lists.js";
 import { extendWithLogits, fromFullProbabilities, isExtensible, type SparseDistribution } from "./distribution.js";
 import { MemberError, type PositionRequest } from "./member.js";
 import { answer, covers, directRowRead, directTopRead, PositionReadCache, rowRead, topRead } from "./position-reads.js";
-import { directEvaluator, type DirectEvaluate, type RawPositionAsk, type RawPositionRead } from "./direct-reads.js";
+import { copySequencePrefix, directEvaluator, type DirectEvaluate, type RawPositionAsk, type RawPositionRead } from "./direct-reads.js";
 
 /**
  * Under node-llama-cpp's stock binding, vocabularies up to this size are read a whole row of logits
@@ -25,6 +25,16 @@ const KEEP_BEHIND = 64;
 const KEPT_ROW_BYTES = 16 * 1024 * 1024;
 /** At least a healed tail (the engine heals up to 4 tokens) and the positions before it. */
 const MIN_KEPT_ROWS = 8;
+
+/** A side path further than this many tokens behind the main one is brought up by copying KV cells rather than decoding. */
+const SIDE_COPY_GAP = 8;
+
+/** One KV sequence and what was read on it. */
+interface SequencePath {
+  readonly sequence: LlamaContextSequence;
+  readonly cache: PositionReadCache;
+  readonly direct: DirectEvaluate | undefined;
+}
 
 type GenerateNext =
   | { logits: true; totalLogitWeight: true }
@@ -50,29 +60,56 @@ interface PositionAsk {
  * so a position is decoded once, however often it is asked about.
  */
 export class LlamaSequenceReader {
-  private readonly cache: PositionReadCache;
   private readonly rows: boolean;
-  /** Reads straight from llama.cpp's logits (chorus's patched binding), else node-llama-cpp's `controlledEvaluate`. */
-  private readonly direct: DirectEvaluate | undefined;
+  /** The sequence reads follow. */
+  private readonly main: SequencePath;
+  /**
+   * A second sequence for requests off a path read ahead on the main one (speculation's batch):
+   * a step whose tokens leave that path (a healed tail the batch does not contain) is decoded here,
+   * so the batch stays for the steps after it.
+   */
+  private readonly side: SequencePath | undefined;
   /** The read in progress: the direct path bypasses node-llama-cpp's per-sequence lock, so reads queue here. */
   private busy: Promise<unknown> = Promise.resolve();
   /** Positions answered from earlier reads, and positions decoded (for benchmarks and tests). */
-  readonly counts = { served: 0, decoded: 0, evaluations: 0 };
+  readonly counts = { served: 0, decoded: 0, evaluations: 0, sideEvaluations: 0 };
 
   constructor(
     private readonly memberName: string,
-    private readonly sequence: LlamaContextSequence,
+    sequence: LlamaContextSequence,
     private readonly vocabulary: Vocabulary,
     private readonly contextSize: number,
     private readonly trainContextSize: number,
     private readonly exactReads = false,
+    /** A second sequence of the same context (see `side`); used only with the direct path. */
+    sideSequence?: LlamaContextSequence,
   ) {
-    this.direct = directEvaluator(sequence);
-    this.rows = this.direct !== undefined || vocabulary.size <= ROW_VOCABULARY;
+    const direct = directEvaluator(sequence);
+    this.rows = direct !== undefined || vocabulary.size <= ROW_VOCABULARY;
     const rowsKept = Math.floor(KEPT_ROW_BYTES / (4 * Math.max(1, vocabulary.size)));
-    this.cache = new PositionReadCache(this.rows ? Math.max(MIN_KEPT_ROWS, Math.min(KEEP_BEHIND, rowsKept)) : KEEP_BEHIND);
+    const keep = this.rows ? Math.max(MIN_KEPT_ROWS, Math.min(KEEP_BEHIND, rowsKept)) : KEEP_BEHIND;
+    this.main = { sequence, cache: new PositionReadCache(keep), direct };
+    const sideDirect = sideSequence && direct ? directEvaluator(sideSequence) : undefined;
+    this.side = sideSequence && sideDirect ? { sequence: sideSequence, cache: new PositionReadCache(keep), direct: sideDirect } : undefined;
   }
 
+
+  /** Whether reads take the patched binding's direct path. */
+  get directReads(): boolean {
+    return this.main.direct !== undefined;
+  }
+
+  /** Drops every kept read and the sequences' KV caches. */
+  forget(): Promise<void> {
+    const done = this.busy.then(async () => {
+      for (const path of this.side ? [this.main, this.side] : [this.main]) {
+        path.cache.dropFrom(0);
+        await path.sequence.clearHistory();
+      }
+    });
+    this.busy = done.catch(() => undefined);
+    return done;
+  }
 
   async distributions(tokens: readonly number[], requests: readonly PositionRequest[]): Promise<SparseDistribution[]> {
     this.checkLength(tokens);
@@ -103,20 +140,34 @@ export class LlamaSequenceReader {
   }
 
   private async readNow(tokens: readonly number[], requests: readonly PositionRequest[]): Promise<SparseDistribution[]> {
-    const common = commonPrefixLength(this.sequence.contextTokens, tokens);
+    const paths = this.side ? [this.main, this.side] : [this.main];
+    const commons = paths.map((path) => commonPrefixLength(path.sequence.contextTokens, tokens));
     // A read at position p is of tokens[0..p]: it answers while those are what was evaluated.
-    const fromCache = (r: PositionRequest): SparseDistribution | undefined => {
-      const read = this.cache.get(r.position);
+    const fromPath = (path: SequencePath, r: PositionRequest): SparseDistribution | undefined => {
+      const read = path.cache.get(r.position);
       return read && covers(read, r) ? answer(read, r, this.vocabulary.size) : undefined;
     };
-    const answers = requests.map((r) => (r.position < common ? fromCache(r) : undefined));
+    const fromAny = (r: PositionRequest): SparseDistribution | undefined => {
+      for (let k = 0; k < paths.length; k++) {
+        const found = r.position < commons[k]! ? fromPath(paths[k]!, r) : undefined;
+        if (found) return found;
+      }
+      return undefined;
+    };
+    const answers = requests.map(fromAny);
     const missing = requests.filter((_, k) => answers[k] === undefined);
     this.counts.served += requests.length - missing.length;
     if (missing.length > 0) {
-      const uncached = await this.evaluate(tokens, common, missing);
-      requests.forEach((r, k) => (answers[k] ??= uncached.get(r) ?? fromCache(r)));
+      // Off a path read ahead on the main sequence (longer than these tokens, with reads past where
+      // they part): decode on the side one and keep the main one's reads for the steps after.
+      const onSide = this.side !== undefined && this.main.sequence.nextTokenIndex > tokens.length && this.main.cache.hasFrom(commons[0]!);
+      const path = onSide ? this.side! : this.main;
+      const common = onSide ? await this.bringSide(tokens, commons[0]!, commons[1]!) : commons[0]!;
+      if (onSide) this.counts.sideEvaluations++;
+      const uncached = await this.evaluate(path, tokens, common, missing);
+      requests.forEach((r, k) => (answers[k] ??= uncached.get(r) ?? fromPath(path, r)));
     }
-    this.cache.trim(tokens.length);
+    for (const path of paths) path.cache.trim(tokens.length);
     return answers.map((a) => {
       if (!a) throw new MemberError(this.memberName, "llama.cpp returned no logits");
       return a;
@@ -124,11 +175,26 @@ export class LlamaSequenceReader {
   }
 
   /**
+   * Readies the side sequence for `tokens`: when it is far behind the main one's common prefix, the
+   * main one's KV cells are copied over (reads at positions where the two differed are dropped).
+   * Returns the side's common prefix with `tokens`.
+   */
+  private async bringSide(tokens: readonly number[], commonMain: number, commonSide: number): Promise<number> {
+    const side = this.side!;
+    if (commonMain - commonSide <= SIDE_COPY_GAP) return commonSide;
+    side.cache.dropFrom(commonSide);
+    // If the copy did not take, the side is decoded from where it stands.
+    await copySequencePrefix(side.sequence, this.main.sequence, commonMain);
+    return commonPrefixLength(side.sequence.contextTokens, tokens);
+  }
+
+  /**
    * Decodes from the first position a request needs (logits are kept only for what was asked) and
    * reads every asked position into the cache. Returns the answers that are not cached (a full
    * distribution of a large vocabulary, a look-up at a position with nothing else read).
    */
-  private async evaluate(tokens: readonly number[], common: number, missing: readonly PositionRequest[]): Promise<Map<PositionRequest, SparseDistribution>> {
+  private async evaluate(path: SequencePath, tokens: readonly number[], common: number, missing: readonly PositionRequest[]): Promise<Map<PositionRequest, SparseDistribution>> {
+    const { sequence, cache } = path;
     const asks = new Map<number, PositionAsk>();
     for (const r of missing) {
       const ask = asks.get(r.position);
@@ -144,16 +210,16 @@ export class LlamaSequenceReader {
     }
     const start = Math.min(common, ...asks.keys());
     // Evaluated tokens from `common` on are replaced: what was read there is of another text.
-    this.cache.dropFrom(common);
-    if (start < this.sequence.nextTokenIndex) {
-      await this.sequence.eraseContextTokenRanges([{ start, end: this.sequence.nextTokenIndex }]);
+    cache.dropFrom(common);
+    if (start < sequence.nextTokenIndex) {
+      await sequence.eraseContextTokenRanges([{ start, end: sequence.nextTokenIndex }]);
     }
-    if (this.direct) return this.evaluateDirect(this.direct, tokens.slice(start) as Token[], start, asks);
+    if (path.direct) return this.evaluateDirect(path, path.direct, tokens.slice(start) as Token[], start, asks);
     const input = tokens.slice(start).map((id, i) => {
       const ask = asks.get(start + i);
       return ask ? ([id as Token, { generateNext: this.generateNext(ask) }] as [Token, { generateNext: GenerateNext }]) : (id as Token);
     });
-    const results = this.exactReads ? await this.oneByOne(input) : await this.sequence.controlledEvaluate(input);
+    const results = this.exactReads ? await this.oneByOne(sequence, input) : await sequence.controlledEvaluate(input);
     this.counts.decoded += asks.size;
     this.counts.evaluations++;
     const uncached = new Map<PositionRequest, SparseDistribution>();
@@ -161,10 +227,10 @@ export class LlamaSequenceReader {
       const next = results[ask.position - start]?.next;
       if (this.rows || (!ask.full && !ask.extendOnly)) {
         if (!next?.logits || next.totalLogitWeight === undefined) throw new MemberError(this.memberName, "llama.cpp returned no logits");
-        this.cache.set(ask.position, this.rows ? rowRead(next.logits, next.totalLogitWeight) : topRead(next.logits, ask.topK, next.totalLogitWeight));
+        cache.set(ask.position, this.rows ? rowRead(next.logits, next.totalLogitWeight) : topRead(next.logits, ask.topK, next.totalLogitWeight));
         continue;
       }
-      if (ask.extendOnly && next?.logits) this.cache.addLookups(ask.position, next.logits);
+      if (ask.extendOnly && next?.logits) cache.addLookups(ask.position, next.logits);
       for (const r of missing.filter((m) => m.position === ask.position)) {
         if (ask.full) {
           // A full read of a large vocabulary is kept out of the cache (it is rare and big).
@@ -180,6 +246,7 @@ export class LlamaSequenceReader {
 
   /** `evaluate` through the patched binding: every asked position read as a whole row in node-llama-cpp's batch callback. */
   private async evaluateDirect(
+    path: SequencePath,
     direct: DirectEvaluate,
     tokens: readonly Token[],
     start: number,
@@ -198,7 +265,7 @@ export class LlamaSequenceReader {
     for (const ask of asks.values()) {
       const raw = reads[ask.position - start];
       if (!raw || (rowFor(ask) && !raw.row)) throw new MemberError(this.memberName, "llama.cpp returned no logits");
-      this.cache.set(ask.position, raw.row ? directRowRead({ ...raw, row: raw.row }) : directTopRead(raw));
+      path.cache.set(ask.position, raw.row ? directRowRead({ ...raw, row: raw.row }) : directTopRead(raw));
     }
     // Every asked position is now a kept read that answers its requests.
     return new Map();
@@ -214,9 +281,9 @@ export class LlamaSequenceReader {
   }
 
   /** One llama.cpp decode per token: a position's logits then never depend on what was batched with it. */
-  private async oneByOne(input: Parameters<LlamaContextSequence["controlledEvaluate"]>[0]): ReturnType<LlamaContextSequence["controlledEvaluate"]> {
+  private async oneByOne(sequence: LlamaContextSequence, input: Parameters<LlamaContextSequence["controlledEvaluate"]>[0]): ReturnType<LlamaContextSequence["controlledEvaluate"]> {
     const results: Awaited<ReturnType<LlamaContextSequence["controlledEvaluate"]>> = [];
-    for (const item of input) results.push((await this.sequence.controlledEvaluate([item]))[0]);
+    for (const item of input) results.push((await sequence.controlledEvaluate([item]))[0]);
     return results;
   }
 

@@ -44,6 +44,12 @@ export interface LlamaMemberOptions {
    * how many generations read this member at once. Default 1.
    */
   readonly parallel?: number;
+  /**
+   * A second sequence per generation for speculation (`EnsembleSpec.speculate`): a step off the
+   * batch read ahead is decoded there, so the batch stays. Doubles the KV cache; used only with
+   * chorus's patched binding (direct reads). Default false.
+   */
+  readonly sidePaths?: boolean;
 }
 
 /** The process's llama.cpp runtime (the CPU when none is loaded yet): for tokenizers and tests. */
@@ -61,12 +67,12 @@ export class LlamaMember implements Member {
     readonly placement: MemberPlacement,
     private readonly model: LlamaModel,
     private readonly context: LlamaContext,
-    sequences: readonly LlamaContextSequence[],
+    sequences: readonly (readonly [LlamaContextSequence, LlamaContextSequence | undefined])[],
     private readonly tokenizer: MemberTokenizer,
     exactReads: boolean,
   ) {
     this.vocabulary = tokenizer.vocabulary;
-    this.sequenceReaders = sequences.map((sequence) => new LlamaSequenceReader(name, sequence, this.vocabulary, contextSize, model.trainContextSize, exactReads));
+    this.sequenceReaders = sequences.map(([sequence, side]) => new LlamaSequenceReader(name, sequence, this.vocabulary, contextSize, model.trainContextSize, exactReads, side));
     this.readers = new SessionPool<DistributionReader>(this.sequenceReaders);
   }
 
@@ -76,6 +82,11 @@ export class LlamaMember implements Member {
   private readonly readers: SessionPool<DistributionReader>;
 
   /** Generations that can read this member at once: its context's sequences. */
+  /** Whether reads take the patched binding's direct path (see members/direct-reads.ts). */
+  get directReads(): boolean {
+    return this.sequenceReaders[0]?.directReads ?? false;
+  }
+
   get parallel(): number {
     return this.readers.size;
   }
@@ -104,7 +115,8 @@ export class LlamaMember implements Member {
       const parallel = options.parallel ?? 1;
       if (!Number.isInteger(parallel) || parallel < 1) throw new MemberError(options.name, `parallel must be an integer ≥ 1, got ${parallel}`);
       // node-llama-cpp sizes the context at contextSize × sequences cells: each sequence holds contextSize tokens.
-      const context = await model.createContext({ contextSize, threads, sequences: parallel });
+      const sides = options.sidePaths === true;
+      const context = await model.createContext({ contextSize, threads, sequences: parallel * (sides ? 2 : 1) });
       const tokenizer = new MemberTokenizer(options.name, ggufTokenizerSource(model), options.chatTemplate);
       const placement: MemberPlacement = {
         device: model.gpuLayers > 0 ? runtime.device : "cpu",
@@ -112,7 +124,7 @@ export class LlamaMember implements Member {
         totalLayers: model.fileInsights.totalLayers,
         threads,
       };
-      const sequences = Array.from({ length: parallel }, () => context.getSequence());
+      const sequences = Array.from({ length: parallel }, () => [context.getSequence(), sides ? context.getSequence() : undefined] as const);
       return new LlamaMember(options.name, context.contextSize, placement, model, context, sequences, tokenizer, options.exactReads ?? false);
     } catch (error) {
       await model.dispose();
@@ -155,12 +167,22 @@ export class LlamaMember implements Member {
   }
 
   /** Reads answered from memory, positions decoded, and llama.cpp evaluations, since load (benchmarks). */
-  get readCounts(): { readonly served: number; readonly decoded: number; readonly evaluations: number } {
-    const sum = { served: 0, decoded: 0, evaluations: 0 };
+  /**
+   * Forgets every kept read and clears the sequences' KV caches, so that a repeated prompt is
+   * evaluated again (benchmarks comparing runs of the same prompts). Call between generations.
+   */
+  async forgetReads(): Promise<void> {
+    for (const reader of this.sequenceReaders) await reader.forget();
+  }
+
+  /** Positions served from kept reads, positions decoded, evaluations, and evaluations on side sequences (of those). */
+  get readCounts(): { readonly served: number; readonly decoded: number; readonly evaluations: number; readonly sideEvaluations: number } {
+    const sum = { served: 0, decoded: 0, evaluations: 0, sideEvaluations: 0 };
     for (const reader of this.sequenceReaders) {
       sum.served += reader.counts.served;
       sum.decoded += reader.counts.decoded;
       sum.evaluations += reader.counts.evaluations;
+      sum.sideEvaluations += reader.counts.sideEvaluations;
     }
     return sum;
   }

@@ -72,6 +72,12 @@ export interface Member extends DistributionReader {
   tokenizeContinuation(bytes: string): TokenRun;
   /** Refuses (ContextOverflowError) a prompt longer than the context, without tokenizing all of it. */
   promptTokens(prompt: Prompt): PromptTokens;
+  /**
+   * Forgets what was read (kept reads, KV caches), so that a repeated prompt is evaluated again:
+   * for benchmarks comparing runs of the same prompts. Members that keep nothing between calls
+   * leave it out.
+   */
+  forgetReads?(): Promise<void>;
   dispose(): Promise<void>;
   /** Where the model runs (absent: somewhere else, e.g. on a server). */
   readonly placement?: MemberPlacement;

@@ -163,6 +163,12 @@ export class PositionReadCache {
     if (read && !read.row) this.reads.set(position, withLogits(read, logits));
   }
 
+  /** Whether anything is kept at or after `position`. */
+  hasFrom(position: number): boolean {
+    for (const p of this.reads.keys()) if (p >= position) return true;
+    return false;
+  }
+
   /** The tokens changed from `start` on: reads at and after it are of another text. */
   dropFrom(start: number): void {
     for (const position of this.reads.keys()) if (position >= start) this.reads.delete(position);
