@@ -1,7 +1,7 @@
 import type { DistributionReader, PositionRequest } from "../members/member.js";
 import { END_TEXT } from "../methods/candidates.js";
 import { commonPrefixLength } from "../tokens/token-lists.js";
-import { MAX_HEALED_TAIL, type FetchPlan, type MemberTrack } from "./member-track.js";
+import type { FetchPlan, MemberTrack } from "./member-track.js";
 import { drawIndex, samplingDistribution, type SamplingOptions } from "./sampling.js";
 
 /** A drafted piece and the drafter's sampling distribution it was drawn from (for speculative-sampling acceptance). */
@@ -10,9 +10,6 @@ export interface DraftPiece {
   /** The drafter's sampling probability of each of its candidate texts at this point. */
   readonly q: ReadonlyMap<string, number>;
 }
-
-/** Positions before the text's end a member may read again (a healed tail and the token before it). */
-const READ_BEHIND = MAX_HEALED_TAIL + 1;
 
 export interface SpeculationContext {
   /** The generated text so far (bytes). */
@@ -63,9 +60,8 @@ export class Speculator {
   }
 
   /**
-   * One verifier: its tokenization of the whole draft, every position from just before its current
-   * end read with the first fetch, plus what its step at each drafted boundary will ask for (the
-   * healed tail's ids) wherever that step's tokens are a prefix of the batch.
+   * One verifier: its tokenization of the whole draft in one batch, reading what its step at each
+   * drafted boundary will ask for, where that step's tokens follow the batch.
    */
   private prefetch(context: SpeculationContext, member: number, texts: readonly string[]): Promise<void> | undefined {
     const reader = context.readers[member]!;
@@ -76,14 +72,17 @@ export class Speculator {
     const guess = track.clone();
     guess.catchUp(texts[texts.length - 1]!);
     const tokens = guess.tokens();
-    const common = commonPrefixLength(now, tokens);
     const requests: PositionRequest[] = [];
     const topK = context.fetch(member).topK;
-    for (let position = Math.max(0, common - READ_BEHIND); position < tokens.length; position++) requests.push({ position, topK });
+    // Only the positions the steps at the drafted boundaries will ask about: reading a position costs
+    // its own pass through the output layer. Requests past where a step's tokens leave the batch (a
+    // healed tail the draft's tokenization does not contain) are left to that step.
     for (const text of [context.text, ...texts.slice(0, -1)]) {
       const plan = track.clone().planFetch(text, { topK });
-      if (commonPrefixLength(plan.tokens, tokens) === plan.tokens.length) requests.push(...plan.requests.filter((r) => !r.full));
+      const shared = commonPrefixLength(plan.tokens, tokens);
+      requests.push(...plan.requests.filter((r) => !r.full && r.position < shared));
     }
+    if (requests.length === 0 || commonPrefixLength(now, tokens) === tokens.length) return undefined;
     return reader.prefetch(tokens, requests);
   }
 
