@@ -4,7 +4,11 @@ import assert from "node:assert/strict";
 import { LlamaMember } from "../src/members/llama.js";
 import { Ensemble, type GenerateOptions, type GenerationResult, type Step } from "../src/engine/ensemble.js";
 import { drawIndex, pickIndex, samplingDistribution, seededRandom, speculativePick } from "../src/engine/sampling.js";
-import { PAIR } from "./helpers/models.js";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { PAIR, S260K } from "./helpers/models.js";
+import { makeTinyQwen2Model } from "./helpers/tiny-qwen2.js";
 
 /** Two-sample chi-square statistic over categories (rare ones pooled), and its degrees of freedom. */
 function chiSquare(a: Map<string, number>, b: Map<string, number>): { statistic: number; dof: number } {
@@ -207,6 +211,49 @@ describe("speculation through the server", () => {
     } finally {
       await served.close();
       await ensemble.dispose();
+    }
+  });
+});
+
+describe("speculative ensembling across very different vocabularies (s260k's 512 SentencePiece tokens + a random model with Qwen2's 151,669 byte-level BPE tokens)", () => {
+  let dir: string;
+  let ensemble: Ensemble;
+  before(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), "chorus-speculation-"));
+    const qwen = path.join(dir, "qwen2-vocab-tiny.gguf");
+    await makeTinyQwen2Model(qwen);
+    ensemble = await Ensemble.create({
+      members: [
+        { name: "s260k", model: S260K, primary: true },
+        { name: "qwen", model: qwen },
+      ],
+      threads: 1,
+      contextSize: 256,
+      exactReads: true,
+      speculate: { k: 4 },
+    });
+  });
+  after(async () => {
+    await ensemble?.dispose();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("with exact reads, greedy GaC, UniTE and byte voting under speculation write the plain ensemble's text", async () => {
+    const prompts = ["Once upon a time, there was a little girl named Lily. She", "The dog ran to the park and"];
+    for (const method of ["gac", "unite", "bytes"] as const) {
+      for (const prompt of prompts) {
+        const steps = async (speculate: GenerateOptions["speculate"]) => {
+          await ensemble.forgetReads();
+          const result = await ensemble.generate({ text: prompt }, { method, maxTokens: 20, speculate });
+          return { text: result.text, speculation: result.speculation };
+        };
+        const plain = await steps(null);
+        for (const draft of ["s260k", "qwen"]) {
+          const speculative = await steps({ k: 4, draft });
+          assert.equal(speculative.text, plain.text, `${method}, draft ${draft}, ${JSON.stringify(prompt)}`);
+          assert.ok(speculative.speculation!.rounds > 0, `${method}, draft ${draft}: no round was drafted`);
+        }
+      }
     }
   });
 });
