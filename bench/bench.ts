@@ -30,6 +30,8 @@ rows.push(
         { name: "ts656k", model: TS656K },
       ],
       contextSize: 1024,
+      // Side sequences for the speculative rows (see src/bench/measure.ts).
+      speculate: { k: 4 },
     },
     { setup: "TinyStories pair (512 + 2048 tokens)", steps: STEPS, prompt: PROMPT, threshold: 0.9, log, onBackend: (backend) => backends.push({ setup: "TinyStories pair", backend }) },
   )),
@@ -45,6 +47,7 @@ rows.push(
         { name: "qwen152k", model: qwen.outPath },
       ],
       contextSize: 1024,
+      speculate: { k: 4 },
     },
     { setup: "generated 32k SPM + 152k Qwen2 (dim 512, 4 layers, f16)", steps: STEPS, prompt: PROMPT, threshold: 0.5, log, onBackend: (backend) => backends.push({ setup: "generated members", backend }) },
   )),

@@ -109,11 +109,10 @@ export async function benchEnsemble(spec: EnsembleSpec, options: BenchOptions): 
     for (const k of options.speculateK ?? [2, 4, 8]) runs.push([`GaC speculate k=${k} (${drafter} drafts)`, { method: "gac", gate: null, speculate: { k, draft: drafter } }]);
   }
   if (!hasPrimary && spec.members.length > 1) options.log?.("  no member has primary: true, so the gated rows are left out");
-  // Speculation in the spec gives each member a side sequence for steps off the drafted batch (the
-  // speculative rows); every other row asks for no speculation.
-  const speculating = spec.members.length > 1 && (options.speculateK ?? [2, 4, 8]).length > 0;
-  const speculate = spec.speculate ?? (speculating ? { k: 4 } : undefined);
-  const ensemble = await Ensemble.create({ ...spec, gate: undefined, stop: [], ...(speculate ? { speculate } : {}) });
+  // Every row but the speculative ones asks for no speculation, whatever the config says. With
+  // `speculate` in the config the members get side sequences (twice the KV cache), which the
+  // speculative rows then use; without it those rows run on one sequence per member.
+  const ensemble = await Ensemble.create({ ...spec, gate: undefined, stop: [] });
   options.onBackend?.(ensemble.backend);
   const rows: BenchRow[] = [];
   try {

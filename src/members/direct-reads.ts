@@ -41,7 +41,7 @@ interface SequenceInternals {
     evaluationPriority: undefined,
     tokenMeter: unknown,
     contextShift: { size: unknown; strategy: unknown },
-    logitDataMapper: (batchLogitIndex: number, tokenIndex: number) => RawPositionRead,
+    logitDataMapper: (batchLogitIndex: number, tokenIndex: number) => RawPositionRead | undefined,
   ): Promise<(RawPositionRead | undefined)[]>;
 }
 
@@ -78,10 +78,21 @@ export function directEvaluator(sequence: LlamaContextSequence): DirectEvaluate 
   return async (tokens, asks) => {
     const flags = tokens.map((_, i) => asks.has(i));
     const shift = { size: internals._contextShift.size, strategy: internals._contextShift.strategy };
-    return internals._decodeTokens([...tokens], flags, undefined, internals._tokenMeter, shift, (batchLogitIndex, tokenIndex) => {
-      const ask = asks.get(tokenIndex)!;
-      const [totalLogitWeight, topIds, topLogits, idLogits, row] = read(batchLogitIndex, ask.topK, ask.ids, ask.row);
-      return { totalLogitWeight, topIds, topLogits, ids: ask.ids, idLogits, ...(row ? { row } : {}) };
+    // The callback must not throw: node-llama-cpp calls it inside its batch dispatch, where an
+    // exception would leave this evaluation's promise unsettled. A failed read is returned, then thrown here.
+    let failure: unknown;
+    const reads = await internals._decodeTokens([...tokens], flags, undefined, internals._tokenMeter, shift, (batchLogitIndex, tokenIndex) => {
+      const ask = asks.get(tokenIndex);
+      if (!ask || failure !== undefined) return undefined;
+      try {
+        const [totalLogitWeight, topIds, topLogits, idLogits, row] = read(batchLogitIndex, ask.topK, ask.ids, ask.row);
+        return { totalLogitWeight, topIds, topLogits, ids: ask.ids, idLogits, ...(row ? { row } : {}) };
+      } catch (error) {
+        failure = error;
+        return undefined;
+      }
     });
+    if (failure !== undefined) throw failure instanceof Error ? failure : new Error(String(failure));
+    return reads;
   };
 }
