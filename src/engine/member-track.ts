@@ -9,7 +9,7 @@ import { END_TEXT, type MemberCandidates } from "../methods/candidates.js";
 const EXTENSIONS_LISTED = 32;
 
 /** Longest open tail healed at once (each tail token costs one more position in the batch). */
-export const MAX_HEALED_TAIL = 4;
+const MAX_HEALED_TAIL = 4;
 
 /** A tokenization whose last `openTail` tokens spell the open end of the text. */
 interface OpenRun extends TokenRun {
@@ -215,6 +215,7 @@ export class MemberTrack {
     const tokens = this.tokens();
     const last = tokens.length - 1;
     const tail = this.healedTail();
+    const request = (position: number, extraIds: number[]): PositionRequest => ({ position, topK: fetch.topK, extraIds, full: fetch.full, ...(fetch.once ? { once: true } : {}) });
     if (tail.length > 0) {
       const vocab = this.member.vocabulary;
       const requests: PositionRequest[] = [];
@@ -230,14 +231,14 @@ export class MemberTrack {
           for (const id of tokensExtending(vocab, rest, EXTENSIONS_LISTED).ids) if (!extra.includes(id)) extra.push(id);
         }
         for (const t of fetch.texts ?? []) this.idsFor(rest + t, extra);
-        requests.push({ position: last - tail.length + level, topK: fetch.topK, extraIds: extra, full: fetch.full, ...(fetch.once ? { once: true } : {}) });
+        requests.push(request(last - tail.length + level, extra));
         if (level < tail.length) rest = rest.slice(vocab.surfaces[tail[level]!]!.length);
       }
       return { tokens, tail, requests };
     }
     const extra: number[] = [];
     for (const t of fetch.texts ?? []) this.idsFor(t, extra);
-    return { tokens, requests: [{ position: last, topK: fetch.topK, extraIds: extra, full: fetch.full, ...(fetch.once ? { once: true } : {}) }] };
+    return { tokens, requests: [request(last, extra)] };
   }
 
   /** Like `plan`, but when the member is still where it was last evaluated, reuses those answers. */

@@ -93,7 +93,6 @@ export class LlamaSequenceReader {
     this.side = sideSequence && sideDirect ? { sequence: sideSequence, cache: new PositionReadCache(keep), direct: sideDirect } : undefined;
   }
 
-
   /** Whether reads take the patched binding's direct path. */
   get directReads(): boolean {
     return this.main.direct !== undefined;
@@ -101,12 +100,21 @@ export class LlamaSequenceReader {
 
   /** Drops every kept read and the sequences' KV caches. */
   forget(): Promise<void> {
-    const done = this.busy.then(async () => {
-      for (const path of this.side ? [this.main, this.side] : [this.main]) {
+    return this.queued(async () => {
+      for (const path of this.paths()) {
         path.cache.dropFrom(0);
         await path.sequence.clearHistory();
       }
     });
+  }
+
+  private paths(): SequencePath[] {
+    return this.side ? [this.main, this.side] : [this.main];
+  }
+
+  /** Runs `work` after the reader's earlier work has settled (see `busy`). */
+  private queued<T>(work: () => Promise<T>): Promise<T> {
+    const done = this.busy.then(work);
     this.busy = done.catch(() => undefined);
     return done;
   }
@@ -134,13 +142,11 @@ export class LlamaSequenceReader {
   }
 
   private read(tokens: readonly number[], requests: readonly PositionRequest[]): Promise<SparseDistribution[]> {
-    const done = this.busy.then(() => this.readNow(tokens, requests));
-    this.busy = done.catch(() => undefined);
-    return done;
+    return this.queued(() => this.readNow(tokens, requests));
   }
 
   private async readNow(tokens: readonly number[], requests: readonly PositionRequest[]): Promise<SparseDistribution[]> {
-    const paths = this.side ? [this.main, this.side] : [this.main];
+    const paths = this.paths();
     const commons = paths.map((path) => commonPrefixLength(path.sequence.contextTokens, tokens));
     // A read at position p is of tokens[0..p]: it answers while those are what was evaluated.
     const fromPath = (path: SequencePath, r: PositionRequest): SparseDistribution | undefined => {
@@ -214,7 +220,7 @@ export class LlamaSequenceReader {
     if (start < sequence.nextTokenIndex) {
       await sequence.eraseContextTokenRanges([{ start, end: sequence.nextTokenIndex }]);
     }
-    if (path.direct) return this.evaluateDirect(path, path.direct, tokens.slice(start) as Token[], start, asks);
+    if (path.direct) return this.evaluateDirect(path.direct, cache, tokens.slice(start) as Token[], start, asks);
     const input = tokens.slice(start).map((id, i) => {
       const ask = asks.get(start + i);
       return ask ? ([id as Token, { generateNext: this.generateNext(ask) }] as [Token, { generateNext: GenerateNext }]) : (id as Token);
@@ -246,8 +252,8 @@ export class LlamaSequenceReader {
 
   /** `evaluate` through the patched binding: every asked position read as a whole row in node-llama-cpp's batch callback. */
   private async evaluateDirect(
-    path: SequencePath,
     direct: DirectEvaluate,
+    cache: PositionReadCache,
     tokens: readonly Token[],
     start: number,
     asks: ReadonlyMap<number, PositionAsk>,
@@ -265,7 +271,7 @@ export class LlamaSequenceReader {
     for (const ask of asks.values()) {
       const raw = reads[ask.position - start];
       if (!raw || (rowFor(ask) && !raw.row)) throw new MemberError(this.memberName, "llama.cpp returned no logits");
-      path.cache.set(ask.position, raw.row ? directRowRead({ ...raw, row: raw.row }) : directTopRead(raw));
+      cache.set(ask.position, raw.row ? directRowRead({ ...raw, row: raw.row }) : directTopRead(raw));
     }
     // Every asked position is now a kept read that answers its requests.
     return new Map();

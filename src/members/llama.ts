@@ -81,12 +81,12 @@ export class LlamaMember implements Member {
   /** One reader per sequence of the context, lent to sessions. */
   private readonly readers: SessionPool<DistributionReader>;
 
-  /** Generations that can read this member at once: its context's sequences. */
   /** Whether reads take the patched binding's direct path (see members/direct-reads.ts). */
   get directReads(): boolean {
     return this.sequenceReaders[0]?.directReads ?? false;
   }
 
+  /** Generations that can read this member at once: its context's sequences. */
   get parallel(): number {
     return this.readers.size;
   }
@@ -166,7 +166,6 @@ export class LlamaMember implements Member {
     }
   }
 
-  /** Reads answered from memory, positions decoded, and llama.cpp evaluations, since load (benchmarks). */
   /**
    * Forgets every kept read and clears the sequences' KV caches, so that a repeated prompt is
    * evaluated again (benchmarks comparing runs of the same prompts). Call between generations.
@@ -175,7 +174,7 @@ export class LlamaMember implements Member {
     for (const reader of this.sequenceReaders) await reader.forget();
   }
 
-  /** Positions served from kept reads, positions decoded, evaluations, and evaluations on side sequences (of those). */
+  /** Positions served from kept reads, positions decoded, llama.cpp evaluations and those on side sequences, since load (benchmarks). */
   get readCounts(): { readonly served: number; readonly decoded: number; readonly evaluations: number; readonly sideEvaluations: number } {
     const sum = { served: 0, decoded: 0, evaluations: 0, sideEvaluations: 0 };
     for (const reader of this.sequenceReaders) {

@@ -32,36 +32,17 @@ export interface TopRead extends ReadBase {
   readonly logits: ReadonlyMap<number, number>;
 }
 
-/** Ids a row finds in one pass before it sorts the whole row (requests rarely ask for more). */
-const ROW_TOP = 256;
-
-/** The read of a whole row of logits (id → logit) with llama.cpp's total logit weight. */
+/**
+ * The read of a whole row of logits (id → logit, every id of the vocabulary) with llama.cpp's total
+ * logit weight, as node-llama-cpp's stock binding returns it.
+ */
 export function rowRead(logits: ReadonlyMap<number, number>, totalLogitWeight: number): RowRead {
-  const ids = Int32Array.from(logits.keys());
-  const values = Float64Array.from(logits.values());
-  const best = topIndexes(values, Math.min(ROW_TOP, ids.length)).map((i) => ids[i]!);
-  let sorted: number[] | undefined;
-  const top = (count: number): readonly number[] => {
-    if (count <= best.length) return best.slice(0, count);
-    sorted ??= Array.from(ids.keys()).sort((a, b) => values[b]! - values[a]! || a - b).map((i) => ids[i]!);
-    return sorted.slice(0, count);
-  };
-  return { logits, topCount: ids.length, top, totalLogitWeight, row: true };
-}
-
-/** Indexes of the `count` largest values, in descending order (ties: lower index first). */
-function topIndexes(values: Float64Array, count: number): number[] {
-  const kept: number[] = [];
-  if (count <= 0) return kept;
-  const better = (a: number, b: number) => values[a]! > values[b]! || (values[a] === values[b] && a < b);
-  for (let i = 0; i < values.length; i++) {
-    if (kept.length === count && !better(i, kept[count - 1]!)) continue;
-    let at = kept.length === count ? count - 1 : kept.length;
-    while (at > 0 && better(i, kept[at - 1]!)) at--;
-    if (kept.length === count) kept.pop();
-    kept.splice(at, 0, i);
+  const row = new Float32Array(logits.size);
+  for (const [id, logit] of logits) {
+    if (!(id >= 0 && id < row.length)) throw new Error(`a row read lists id ${id} outside its ${row.length} ids`);
+    row[id] = logit;
   }
-  return kept;
+  return rowOf(row, totalLogitWeight);
 }
 
 /** A top-k read: `logits` lists the top ids first, in descending order (as llama.cpp returns them), then any extras. */
@@ -70,15 +51,19 @@ export function topRead(logits: ReadonlyMap<number, number>, topCount: number, t
   return { logits, topCount: ids.length, top: (count) => ids.slice(0, count), totalLogitWeight, row: false };
 }
 
-/** A whole row read by the patched binding: logits by id from the row itself, its top from the binding's list. */
+/** A whole row read by the patched binding, its top from the binding's list as far as that goes. */
 export function directRowRead(raw: RawPositionRead & { readonly row: Float32Array }): RowRead {
-  const { row, topIds } = raw;
+  return rowOf(raw.row, raw.totalLogitWeight, raw.topIds);
+}
+
+/** A row read over every logit by id; `knownTop`: the row's most probable ids already in order (ties: lower id first). */
+function rowOf(row: Float32Array, totalLogitWeight: number, knownTop: Int32Array = new Int32Array(0)): RowRead {
   const logits: LogitLookup = {
     get: (id) => (Number.isInteger(id) && id >= 0 && id < row.length ? row[id] : undefined),
     has: (id) => Number.isInteger(id) && id >= 0 && id < row.length,
   };
-  const top = (count: number): readonly number[] => (count <= topIds.length ? Array.from(topIds.subarray(0, count)) : topOfRow(row, count));
-  return { row: true, logits, topCount: row.length, top, totalLogitWeight: raw.totalLogitWeight };
+  const top = (count: number): readonly number[] => (count <= knownTop.length ? Array.from(knownTop.subarray(0, count)) : topOfRow(row, count));
+  return { row: true, logits, topCount: row.length, top, totalLogitWeight };
 }
 
 /**
