@@ -10,6 +10,7 @@ import { parseArgs } from "node:util";
 import { Ensemble } from "../src/engine/ensemble.js";
 import { loadRuntime } from "../src/members/runtime.js";
 import { makePresetModel, type PresetName } from "./make-model.js";
+import { timeOnlyLoop, timeOwnLoop } from "./loops.js";
 
 const { values } = parseArgs({ options: { preset: { type: "string", default: "qwen2-152k" }, tokens: { type: "string", default: "40" }, rounds: { type: "string", default: "7" } } });
 const TOKENS = Number(values.tokens);
@@ -46,26 +47,11 @@ try {
   console.log(`${values.preset}, ${TOKENS} tokens per loop, binding ${runtime.binding}`);
   for (let round = 0; round < Number(values.rounds); round++) {
     await sequence.clearHistory();
-    let first = 0;
-    let count = 0;
-    for await (const _token of sequence.evaluate(model.tokenize(PROMPT), { temperature: 0 })) {
-      if (count === 0) [first, ownDecodes.ms] = [performance.now(), 0];
-      if (++count > TOKENS) break;
-    }
-    const own = (performance.now() - first) / TOKENS;
-    const ownDecode = ownDecodes.ms / TOKENS;
+    const ownLoop = await timeOwnLoop(sequence, model.tokenize(PROMPT), TOKENS, () => (ownDecodes.ms = 0));
+    const [own, ownDecode] = [ownLoop.msPerToken, ownDecodes.ms / ownLoop.timed];
     await ensemble.forgetReads();
-    const stream = ensemble.stream({ text: PROMPT }, { only: "m", maxTokens: TOKENS + 1 });
-    let start = 0;
-    let steps = 0;
-    for (;;) {
-      const next = await stream.next();
-      if (next.done) break;
-      if (steps === 0) [start, engineDecodes.ms] = [performance.now(), 0];
-      steps++;
-    }
-    const only = (performance.now() - start) / (steps - 1);
-    const onlyDecode = engineDecodes.ms / (steps - 1);
+    const onlyLoop = await timeOnlyLoop(ensemble, "m", PROMPT, TOKENS, () => (engineDecodes.ms = 0));
+    const [only, onlyDecode] = [onlyLoop.msPerToken, engineDecodes.ms / onlyLoop.timed];
     ratios.push(own / only);
     console.log(`round ${round + 1}: own loop ${own.toFixed(2)} ms/token (decode ${ownDecode.toFixed(2)}), --only ${only.toFixed(2)} (decode ${onlyDecode.toFixed(2)}): ${(own / only).toFixed(2)}×`);
   }

@@ -22,6 +22,7 @@ import { Ensemble } from "../src/engine/ensemble.js";
 import { loadRuntime } from "../src/members/runtime.js";
 import { directEvaluator } from "../src/members/direct-reads.js";
 import { makePresetModel, type PresetName } from "./make-model.js";
+import { timeOnlyLoop, timeOwnLoop } from "./loops.js";
 
 const PROMPT = "Once upon a time, there was a little girl named Lily. She";
 // What chorus asks a member for at each step (`--only` reads the top 128 and the ids it needs).
@@ -61,14 +62,7 @@ async function ownLoop(modelPath: string): Promise<number> {
   const model = await runtime.llama.loadModel({ modelPath });
   const context = await model.createContext({ contextSize: 1024, threads: THREADS });
   try {
-    const sequence = context.getSequence();
-    let first = 0;
-    let count = 0;
-    for await (const _token of sequence.evaluate(model.tokenize(PROMPT), { temperature: 0 })) {
-      if (count === 0) first = performance.now();
-      if (++count >= TOKENS) break;
-    }
-    return (performance.now() - first) / (count - 1);
+    return (await timeOwnLoop(context.getSequence(), model.tokenize(PROMPT), TOKENS - 1)).msPerToken;
   } finally {
     await context.dispose();
     await model.dispose();
@@ -79,16 +73,7 @@ async function ownLoop(modelPath: string): Promise<number> {
 async function onlyLoop(modelPath: string): Promise<number> {
   const ensemble = await Ensemble.create({ members: [{ name: "m", model: modelPath, primary: true }], gpu: false, threads: THREADS, contextSize: 1024 });
   try {
-    const stream = ensemble.stream({ text: PROMPT }, { only: "m", maxTokens: TOKENS });
-    let first = 0;
-    let steps = 0;
-    for (;;) {
-      const next = await stream.next();
-      if (next.done) break;
-      if (steps === 0) first = performance.now();
-      steps++;
-    }
-    return (performance.now() - first) / (steps - 1);
+    return (await timeOnlyLoop(ensemble, "m", PROMPT, TOKENS - 1)).msPerToken;
   } finally {
     await ensemble.dispose();
   }
